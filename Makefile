@@ -1,0 +1,56 @@
+# alertcap: `make demo` and `make test` set up what they need on a fresh Debian machine.
+SHELL := /bin/bash
+PY    ?= python3
+VENV  := .venv
+BIN   := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test up down status lint unit bench setup clean
+
+demo: setup
+	$(BIN)/python -m localdev demo
+
+test: setup lint
+	$(BIN)/python -m pytest
+
+up: setup
+	$(BIN)/python -m localdev up
+
+down:
+	@if [ -x $(BIN)/python ]; then $(BIN)/python -m localdev down; else echo "nothing to stop"; fi
+
+status: setup
+	$(BIN)/python -m localdev status
+
+lint: setup
+	@echo "==> ruff, mypy, and the orchestrator determinism check"
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/python -m tools.doctor
+
+bench: setup
+	$(BIN)/python -m bench
+
+setup: $(STAMP) node_modules/.package-lock.json tcpdump
+
+$(STAMP): requirements.txt requirements-dev.txt
+	@echo "==> Python venv in $(VENV) (requirements.txt + requirements-dev.txt)"
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@touch $@
+
+node_modules/.package-lock.json: package.json package-lock.json
+	@echo "==> npm ci (Azurite for local Blob storage)"
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+tcpdump:
+	@if ! command -v tcpdump >/dev/null 2>&1 && [ ! -x /usr/bin/tcpdump ] && [ ! -x /usr/sbin/tcpdump ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "==> apt-get install tcpdump (real packet captures for the local Network Watcher)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tcpdump >/dev/null; \
+	  else echo "tcpdump is missing and this is not root: install it with 'sudo apt-get install tcpdump'"; exit 1; fi; \
+	fi
+
+clean:
+	rm -rf $(VENV) node_modules .localdev .pytest_cache .mypy_cache .ruff_cache
