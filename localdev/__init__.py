@@ -1,0 +1,1 @@
+"""The local stack: stand-ins for the Azure services alertcap talks to. Never deployed."""
