@@ -48,6 +48,13 @@ class Azurite:
         return connection_string(self.port)
 
     def stop(self, timeout: float = 10) -> None:
+        try:
+            self._stop(timeout)
+        finally:
+            if self.process.stderr is not None:
+                self.process.stderr.close()
+
+    def _stop(self, timeout: float) -> None:
         if self.process.poll() is not None:
             return
         # Azurite runs under node via a shell shim: signal its whole process group.
@@ -81,9 +88,12 @@ def start(location: str | os.PathLike[str], port: int = 0, timeout: float = 30) 
         proc = subprocess.Popen(
             [
                 str(AZURITE_BLOB),
-                "--location", str(loc),
-                "--blobHost", "127.0.0.1",
-                "--blobPort", str(chosen),
+                "--location",
+                str(loc),
+                "--blobHost",
+                "127.0.0.1",
+                "--blobPort",
+                str(chosen),
                 "--silent",
                 "--skipApiVersionCheck",
             ],
@@ -104,5 +114,6 @@ def start(location: str | os.PathLike[str], port: int = 0, timeout: float = 30) 
             err = proc.stderr.read()
         azurite.stop()
         if port or attempt == 2:
-            raise RuntimeError(f"azurite-blob did not start on {chosen}: {err.decode(errors='replace')}")
+            msg = err.decode(errors="replace")
+            raise RuntimeError(f"azurite-blob did not start on {chosen}: {msg}")
     raise RuntimeError("unreachable")

@@ -1,0 +1,1 @@
+"""Local Azure Resource Manager endpoint for Network Watcher, packet captures and VMs."""

@@ -1,0 +1,289 @@
+"""One packet capture session: a real tcpdump on the VM's interface (or namespace).
+
+Boundary: runs and watches tcpdump, enforces the session's limits, and on stop puts
+the libpcap file where Network Watcher would (the storage account's blob, through
+Azurite, and/or the VM-local file path mapped under ``<state>/vms/<vm>/``).
+
+Stop reasons: ``TimeExceeded`` is the one Network Watcher documents (REST/PowerShell/CLI
+samples of queryStatus); for a manual stop and a full session we report
+``STOP_MANUAL``/``STOP_SESSION_BYTES`` below (not found in public docs).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import datetime as dt
+import logging
+import shutil
+import signal
+import uuid
+from pathlib import Path, PurePosixPath, PureWindowsPath
+
+from azure.core.exceptions import ResourceExistsError
+from azure.storage.blob import BlobServiceClient
+
+from .config import Vm
+
+log = logging.getLogger("localdev.arm.captures")
+
+CONTAINER = "network-watcher-logs"
+STOP_TIME = "TimeExceeded"
+STOP_MANUAL = "Manual"
+STOP_SESSION_BYTES = "SessionBytesExceeded"
+LISTEN_TIMEOUT = 10.0
+TICK = 0.05
+
+
+def iso(t: dt.datetime) -> str:
+    return t.strftime("%Y-%m-%dT%H:%M:%S.%f") + "0Z"
+
+
+def blob_name(sub: str, vm: Vm, at: dt.datetime) -> str:
+    return (
+        f"subscriptions/{sub.lower()}/resourcegroups/{vm.resource_group.lower()}"
+        f"/providers/microsoft.compute/virtualmachines/{vm.name.lower()}"
+        f"/{at:%Y/%m/%d}/packetcapture_{at:%H_%M_%S}_{at.microsecond // 1000:03d}.cap"
+    )
+
+
+def blob_url(connection_string: str, name: str) -> str:
+    # Builds the URL only; no request is made.
+    client = BlobServiceClient.from_connection_string(connection_string)
+    return client.get_blob_client(CONTAINER, name).url
+
+
+def vm_local_path(state_dir: Path, vm: Vm, file_path: str) -> Path:
+    """Where a VM-local filePath lands on this machine (ValueError when it escapes)."""
+    if vm.os_type.lower() == "windows":
+        p = PureWindowsPath(file_path)
+        if not p.drive:
+            raise ValueError("filePath must be an absolute Windows path")
+        parts = [p.drive.rstrip(":"), *p.parts[1:]]
+    else:
+        q = PurePosixPath(file_path)
+        if not q.is_absolute():
+            raise ValueError("filePath must be an absolute path")
+        parts = list(q.parts[1:])
+    if not parts or any(part in ("", ".", "..") for part in parts):
+        raise ValueError("filePath is not a plain file path")
+    return state_dir / "vms" / vm.name / Path(*parts)
+
+
+def _die_with_parent() -> None:
+    # Safety net: if the ARM server dies without cleaning up, tcpdump dies too.
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+class Capture:
+    def __init__(
+        self,
+        *,
+        resource_id: str,
+        name: str,
+        subscription: str,
+        vm: Vm,
+        properties: dict,
+        bpf: str,
+        work_dir: Path,
+        connection_string: str | None,
+        blob: str | None,
+        local_file: Path | None,
+        fault: dict | None,
+    ) -> None:
+        self.id, self.name, self.subscription, self.vm = resource_id, name, subscription, vm
+        self.properties = properties
+        self.bpf = bpf
+        self.work_file = work_dir / f"{uuid.uuid4().hex}.cap"
+        self.connection_string, self.blob, self.local_file = connection_string, blob, local_file
+        self.fault = fault
+        self.provisioning_state = "Updating"
+        self.status = "NotStarted"
+        self.stop_reason = ""
+        self.errors: list[str] = []
+        self.start_time: dt.datetime | None = None
+        self.started = asyncio.Event()  # left NotStarted (Running or Error)
+        self.finished = asyncio.Event()  # Stopped or Error, files in place
+        self._proc: asyncio.subprocess.Process | None = None
+        self._task: asyncio.Task | None = None
+        self._lock = asyncio.Lock()
+        self._stopping = False
+
+    # ---- lifecycle -------------------------------------------------------------
+    def argv(self) -> list[str]:
+        snap = int(self.properties.get("bytesToCapturePerPacket") or 0)
+        cmd = [
+            "tcpdump",
+            "-i",
+            self.vm.interface,
+            "-w",
+            str(self.work_file),
+            "-U",
+            "-n",
+            "-Z",
+            "root",
+            "--immediate-mode",
+            "-s",
+            str(snap),
+        ]
+        if self.bpf:
+            cmd.append(self.bpf)
+        if self.vm.netns:
+            cmd = ["ip", "netns", "exec", self.vm.netns, *cmd]
+        return cmd
+
+    async def start(self) -> None:
+        self.work_file.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._proc = await asyncio.create_subprocess_exec(
+                *self.argv(),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE,
+                preexec_fn=_die_with_parent,
+            )
+        except OSError as exc:
+            log.warning("capture %s: cannot run tcpdump: %s", self.name, exc)
+            self._error("CaptureFailed")
+            return
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _wait_listening(self) -> bool:
+        assert self._proc is not None and self._proc.stderr is not None
+        while True:
+            line = await self._proc.stderr.readline()
+            if not line:
+                return False
+            if b"listening on" in line:
+                return True
+            log.info("capture %s tcpdump: %s", self.name, line.decode(errors="replace").strip())
+
+    async def _drain(self) -> None:
+        assert self._proc is not None and self._proc.stderr is not None
+        while await self._proc.stderr.readline():
+            pass
+
+    async def _run(self) -> None:
+        assert self._proc is not None
+        try:
+            ok = await asyncio.wait_for(self._wait_listening(), LISTEN_TIMEOUT)
+        except TimeoutError:
+            ok = False
+        if not ok:
+            await self._kill()
+            self._error("CaptureFailed")
+            return
+        drain = asyncio.get_running_loop().create_task(self._drain())
+        self.status = "Running"
+        self.start_time = dt.datetime.now(dt.UTC)
+        self.provisioning_state = "Succeeded"
+        self.started.set()
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        limit = int(self.properties.get("timeLimitInSeconds") or 18000)
+        total = int(self.properties.get("totalBytesPerSession") or 0)
+        fault_at = began + float(self.fault.get("afterSeconds", 0.2)) if self.fault else None
+        try:
+            while not self._stopping:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(self._proc.wait()), TICK)
+                if self._stopping:
+                    return
+                if self._proc.returncode is not None:
+                    log.warning("capture %s: tcpdump exited (%s)", self.name, self._proc.returncode)
+                    self._error("CaptureFailed")
+                    return
+                if fault_at is not None and loop.time() >= fault_at:
+                    await self._kill()
+                    self._error(str(self.fault.get("error", "CaptureFailed")))
+                    return
+                if loop.time() - began >= limit:
+                    await self.stop(STOP_TIME)
+                    return
+                if total and self.work_file.exists() and self.work_file.stat().st_size >= total:
+                    await self.stop(STOP_SESSION_BYTES)
+                    return
+        finally:
+            drain.cancel()
+
+    async def _kill(self) -> None:
+        if self._proc is not None and self._proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self._proc.kill()
+            await self._proc.wait()
+
+    def _error(self, code: str) -> None:
+        self.status = "Error"
+        self.errors = [code]
+        self.provisioning_state = "Succeeded"
+        self.started.set()
+        self.finished.set()
+
+    async def stop(self, reason: str) -> None:
+        """Stop tcpdump (it flushes the file on SIGTERM) and deliver the capture."""
+        async with self._lock:
+            if self.finished.is_set():
+                return
+            self._stopping = True
+            if self._proc is not None and self._proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    self._proc.terminate()
+                try:
+                    await asyncio.wait_for(self._proc.wait(), 5)
+                except TimeoutError:
+                    await self._kill()
+            self.started.set()
+            try:
+                await asyncio.to_thread(self._deliver)
+            except Exception as exc:  # storage trouble is a capture error, as in Azure
+                log.warning("capture %s: delivery failed: %s", self.name, type(exc).__name__)
+                self._error("StorageFailed" if self.blob else "LocalFileFailed")
+                return
+            self.status, self.stop_reason = "Stopped", reason
+            self.provisioning_state = "Succeeded"
+            self.finished.set()
+
+    def _deliver(self) -> None:
+        if not self.work_file.exists():
+            # Stopped before tcpdump wrote its header: deliver an empty libpcap file.
+            self.work_file.write_bytes(
+                _empty_pcap(int(self.properties.get("bytesToCapturePerPacket") or 0))
+            )
+        if self.local_file is not None:
+            self.local_file.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(self.work_file, self.local_file)
+        if self.blob and self.connection_string:
+            service = BlobServiceClient.from_connection_string(self.connection_string)
+            container = service.get_container_client(CONTAINER)
+            with contextlib.suppress(ResourceExistsError):
+                container.create_container()
+            with self.work_file.open("rb") as f:
+                container.upload_blob(self.blob, f, overwrite=True)
+
+    async def shutdown(self) -> None:
+        """Server going away: end tcpdump now, without delivering."""
+        self._stopping = True
+        await self._kill()
+        if self._task is not None:
+            self._task.cancel()
+
+    # ---- views ------------------------------------------------------------------
+    def query_status(self) -> dict:
+        body: dict = {
+            "name": self.name,
+            "id": self.id,
+            "packetCaptureStatus": self.status,
+            "stopReason": self.stop_reason,
+            "packetCaptureError": list(self.errors),
+        }
+        if self.start_time is not None:
+            body["captureStartTime"] = iso(self.start_time)
+        return body
+
+
+def _empty_pcap(snaplen: int) -> bytes:
+    import struct
+
+    return struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, snaplen or 262144, 1)
