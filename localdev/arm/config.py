@@ -13,7 +13,7 @@ Config file (JSON), written by the localdev CLI::
         {"resourceGroup": "NetworkWatcherRG", "name": "NetworkWatcher_eastus", "location": "eastus"}
       ],
       "vms": [
-        {"id": "/subscriptions/<sub>/resourceGroups/demo-rg/providers/Microsoft.Compute/virtualMachines/vm1",
+        {"id": "<VM resource id: /subscriptions/<s>/resourceGroups/<rg>/.../virtualMachines/vm1>",
          "location": "eastus", "osType": "Linux", "interface": "lo"},
         {"id": ".../virtualMachines/vm2", "location": "eastus", "osType": "Linux",
          "netns": "alc-vm2", "interface": "veth0", "ipAddress": "10.213.0.2",
