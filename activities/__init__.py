@@ -1,0 +1,1 @@
+"""Activity functions: thin adapters from Durable payloads to Azure SDK calls."""

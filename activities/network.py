@@ -1,0 +1,242 @@
+"""Network Watcher and VM calls behind the capture activities.
+
+Each function takes the `Clients` and one input dataclass and returns one output
+dataclass. Azure SDK exceptions leave as the alertcap error tree (`from_azure`), so
+the activity runtime can tell transient faults (retried) from permanent ones (reported).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any, TypeVar
+
+from alertcap.clients import COMPUTE_API_VERSION, Clients
+from alertcap.errors import (
+    AgentMissing,
+    CaptureLimitReached,
+    ResourceNotFound,
+    WatcherNotFound,
+    from_azure,
+)
+from alertcap.model import (
+    AgentStatus,
+    CaptureRef,
+    CaptureStatus,
+    CaptureStatusInput,
+    CheckLimitInput,
+    ClearStaleInput,
+    ClearStaleResult,
+    CreateCaptureInput,
+    EnsureAgentInput,
+    LimitStatus,
+    ResolvedWatcher,
+    ResolveWatcherInput,
+    Watcher,
+)
+from alertcap.naming import VmRef
+
+AGENT_PUBLISHER = "Microsoft.Azure.NetworkWatcher"
+AGENT_TYPES = {"linux": "NetworkWatcherAgentLinux", "windows": "NetworkWatcherAgentWindows"}
+AGENT_EXTENSION_NAME = "AzureNetworkWatcherExtension"
+AGENT_VERSION = "1.4"
+DEFAULT_WATCHER_GROUP = "NetworkWatcherRG"
+
+T = TypeVar("T")
+
+
+def _azure(what: str, call: Callable[[], T]) -> T:
+    try:
+        return call()
+    except Exception as exc:
+        raise from_azure(exc, what) from exc
+
+
+def _value(x: Any) -> Any:
+    return getattr(x, "value", x)
+
+
+def _region(location: str) -> str:
+    return location.replace(" ", "").lower()
+
+
+def _watcher_from(model: Any) -> Watcher:
+    parts = str(model.id).split("/")
+    return Watcher(id=model.id, name=model.name, resource_group=parts[4],
+                   subscription_id=parts[2].lower(), location=_region(model.location))
+
+
+def read_vm(clients: Clients, vm: VmRef) -> Any:
+    return _azure(f"read VM {vm.name}", lambda: clients.resources(vm.subscription_id)
+                  .resources.get_by_id(vm.id, api_version=COMPUTE_API_VERSION))
+
+
+def resolve_watcher(clients: Clients, inp: ResolveWatcherInput) -> ResolvedWatcher:
+    vm = VmRef.parse(inp.vm_id)
+    location = inp.location or read_vm(clients, vm).location
+    region = _region(location)
+    network = clients.network(vm.subscription_id)
+    name = f"NetworkWatcher_{region}"
+    try:
+        # The name the portal and Azure give by default: one cheap GET instead of a list.
+        found = network.network_watchers.get(DEFAULT_WATCHER_GROUP, name)
+        return ResolvedWatcher(_watcher_from(found), region, "default-name")
+    except Exception as exc:
+        error = from_azure(exc, f"read Network Watcher {name}")
+        if not isinstance(error, ResourceNotFound):
+            raise error from exc
+    watchers = _azure("list Network Watchers", lambda: list(network.network_watchers.list_all()))
+    for w in watchers:
+        if _region(w.location) == region:
+            return ResolvedWatcher(_watcher_from(w), region, "list_all")
+    raise WatcherNotFound(
+        f"no Network Watcher in region {region} of subscription {vm.subscription_id}; "
+        f"enable it with: az network watcher configure -l {region} --enabled true")
+
+
+def ensure_agent(clients: Clients, inp: EnsureAgentInput) -> AgentStatus:
+    vm = VmRef.parse(inp.vm_id)
+    model = read_vm(clients, vm)
+    props = model.properties or {}
+    os_type = str(((props.get("storageProfile") or {}).get("osDisk") or {}).get("osType")
+                  or "Linux").lower()
+    wanted = AGENT_TYPES.get(os_type, AGENT_TYPES["linux"])
+    for ext in model.get("resources") or []:
+        ext_props = ext.get("properties") or {}
+        if (str(ext_props.get("publisher", "")).lower() == AGENT_PUBLISHER.lower()
+                and str(ext_props.get("type", "")).lower().startswith("networkwatcheragent")):
+            state = str(ext_props.get("provisioningState", "Succeeded"))
+            if state.lower() == "failed":
+                raise AgentMissing(f"the Network Watcher agent on {vm.name} is in state Failed; "
+                                   "reinstall the AzureNetworkWatcherExtension")
+            return AgentStatus(str(ext.get("name") or ext.get("id", "").rsplit("/", 1)[-1]),
+                               str(ext_props.get("type")), ext_props.get("typeHandlerVersion"))
+    if not inp.install:
+        raise AgentMissing(
+            f"the Network Watcher agent ({wanted}) is not installed on {vm.name}; install the "
+            f"{AGENT_EXTENSION_NAME} extension or set ALERTCAP_INSTALL_AGENT=true")
+    body = {"location": model.location, "properties": {
+        "publisher": AGENT_PUBLISHER, "type": wanted, "typeHandlerVersion": AGENT_VERSION,
+        "autoUpgradeMinorVersion": True}}
+    resources = clients.resources(vm.subscription_id).resources
+    _azure(f"install the Network Watcher agent on {vm.name}", lambda: resources
+           .begin_create_or_update_by_id(f"{vm.id}/extensions/{AGENT_EXTENSION_NAME}",
+                                         body, api_version=COMPUTE_API_VERSION).result())
+    return AgentStatus(AGENT_EXTENSION_NAME, wanted, AGENT_VERSION, installed_now=True)
+
+
+def _captures(clients: Clients, w: Watcher) -> Any:
+    return clients.network(w.subscription_id).packet_captures
+
+
+def clear_stale_capture(clients: Clients, inp: ClearStaleInput) -> ClearStaleResult:
+    """Delete our earlier captures of this VM (by our name prefix); never anyone else's."""
+    w = inp.watcher
+    ops = _captures(clients, w)
+    names = [c.name for c in _azure("list packet captures",
+                                    lambda: list(ops.list(w.resource_group, w.name)))]
+    deleted = []
+    for name in names:
+        if name.startswith(inp.name_prefix) and name != inp.keep_name:
+            _delete(ops, w, name)
+            deleted.append(name)
+    return ClearStaleResult(tuple(deleted))
+
+
+def _delete(ops: Any, w: Watcher, name: str) -> None:
+    _azure(f"delete stale capture {name}",
+           lambda: ops.begin_delete(w.resource_group, w.name, name).result())
+
+
+def check_limit(clients: Clients, inp: CheckLimitInput) -> LimitStatus:
+    w = inp.watcher
+    ops = _captures(clients, w)
+    sessions = _azure("list packet captures", lambda: list(ops.list(w.resource_group, w.name)))
+    count = sum(1 for c in sessions if c.name != inp.ignore_name)
+    if count >= inp.limit:
+        raise CaptureLimitReached(
+            f"Network Watcher {w.name} already holds {count} capture sessions "
+            f"(limit {inp.limit}); delete finished ones or raise ALERTCAP_CAPTURE_LIMIT")
+    return LimitStatus(count, inp.limit)
+
+
+def _ref(w: Watcher, result: Any, adopted: bool) -> CaptureRef:
+    location = (result.properties.storage_location if result.properties else None)
+    return CaptureRef(watcher=w, name=result.name, id=result.id, adopted=adopted,
+                      storage_path=getattr(location, "storage_path", None),
+                      local_path=getattr(location, "file_path", None))
+
+
+def create_capture(clients: Clients, inp: CreateCaptureInput) -> CaptureRef:
+    """Create the capture; if one of this name exists (this run, before a crash) adopt it."""
+    from azure.mgmt.network import models
+
+    w = inp.watcher
+    ops = _captures(clients, w)
+    try:
+        existing = ops.get(w.resource_group, w.name, inp.name)
+        return _ref(w, existing, adopted=True)
+    except Exception as exc:
+        error = from_azure(exc, f"read capture {inp.name}")
+        if not isinstance(error, ResourceNotFound):
+            raise error from exc
+    o = inp.options
+    storage = models.PacketCaptureStorageLocation(
+        storage_id=inp.storage_account_id if o.to_storage else None,
+        file_path=o.local_file_path)
+    params = models.PacketCapture(properties=models.PacketCaptureParameters(
+        target=VmRef.parse(inp.vm_id).id,
+        target_type="AzureVM",
+        bytes_to_capture_per_packet=o.bytes_per_packet,
+        total_bytes_per_session=o.total_bytes,
+        time_limit_in_seconds=o.time_limit_seconds,
+        storage_location=storage,
+        filters=[models.PacketCaptureFilter(
+            protocol=f.protocol, local_ip_address=f.local_ip, remote_ip_address=f.remote_ip,
+            local_port=f.local_port, remote_port=f.remote_port) for f in o.filters] or None,
+    ))
+    try:
+        result = ops.begin_create(w.resource_group, w.name, inp.name, params).result()
+    except Exception as exc:
+        error = from_azure(exc, f"create capture {inp.name}")
+        # A failed create can leave a session in Failed state: remove it so nothing
+        # half-made stays behind (best effort; the error that matters is the first one).
+        if not isinstance(error, ResourceNotFound):
+            with contextlib.suppress(Exception):  # the create error is what the operator needs
+                ops.begin_delete(w.resource_group, w.name, inp.name).result()
+        if "agent" in error.message.lower() and "extension" in error.message.lower():
+            raise AgentMissing(error.message) from exc
+        raise error from exc
+    return _ref(w, result, adopted=False)
+
+
+def _status(result: Any) -> CaptureStatus:
+    started = result.capture_start_time
+    return CaptureStatus(
+        status=str(_value(result.packet_capture_status) or "Unknown"),
+        stop_reason=result.stop_reason or None,
+        errors=tuple(str(_value(e)) for e in (result.packet_capture_error or [])),
+        started_at=started.isoformat().replace("+00:00", "Z") if started else None,
+    )
+
+
+def get_capture_status(clients: Clients, inp: CaptureStatusInput) -> CaptureStatus:
+    """queryStatus; once the capture has ended, also where its file is."""
+    w = inp.watcher
+    ops = _captures(clients, w)
+    status = _status(_azure(f"query status of capture {inp.name}", lambda: ops.begin_get_status(
+        w.resource_group, w.name, inp.name).result()))
+    if status.status not in ("Stopped", "Error"):
+        return status
+    final = _azure(f"read capture {inp.name}", lambda: ops.get(w.resource_group, w.name, inp.name))
+    return replace(status, storage_path=_ref(w, final, adopted=True).storage_path)
+
+
+def stop_capture(clients: Clients, inp: CaptureStatusInput) -> CaptureStatus:
+    """Stop (stopping a stopped capture is fine) and report the final status."""
+    w = inp.watcher
+    ops = _captures(clients, w)
+    _azure(f"stop capture {inp.name}",
+           lambda: ops.begin_stop(w.resource_group, w.name, inp.name).result())
+    return get_capture_status(clients, inp)

@@ -1,0 +1,46 @@
+"""Send the notification email through Azure Communication Services.
+
+The send is idempotent per run: the operation id is derived from the run's idempotency
+key, so an activity re-run after a crash (at-least-once) asks the service for the same
+operation instead of sending a second email.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from alertcap import notify
+from alertcap.clients import Clients
+from alertcap.errors import from_azure
+from alertcap.model import Notification, NotifyInput
+
+_NAMESPACE = uuid.UUID("6f1c1f50-8f0c-4a43-9d5e-3c0d2b7a9e11")
+
+
+def operation_id_for(key: str) -> str:
+    return str(uuid.uuid5(_NAMESPACE, key))
+
+
+def send(clients: Clients, inp: NotifyInput) -> Notification:
+    s = clients.settings
+    if not s.email_recipients or not s.email_sender:
+        return Notification(message_id="", recipients=(),
+                            status="skipped: ALERTCAP_EMAIL_SENDER or _RECIPIENTS not set")
+    email = notify.render(inp.run)
+    message = {
+        "senderAddress": s.email_sender,
+        "recipients": {"to": [{"address": r} for r in s.email_recipients]},
+        "content": {"subject": email.subject, "plainText": email.text, "html": email.html},
+        "headers": {"x-alertcap-instance": str(inp.run.get("instance_id", ""))},
+    }
+    operation_id = operation_id_for(inp.idempotency_key)
+    try:
+        poller = clients.email().begin_send(message, operation_id=operation_id)
+        result = poller.result()
+    except Exception as exc:
+        raise from_azure(exc, "send the notification email") from exc
+    status = str(result.get("status", "Unknown")) if isinstance(result, dict) else "Unknown"
+    if status.lower() != "succeeded":
+        raise from_azure(RuntimeError(f"email operation ended {status}"), "send the email")
+    return Notification(message_id=str(result.get("id", operation_id)),
+                        recipients=s.email_recipients, status=status)

@@ -1,0 +1,93 @@
+"""Resource ids in, deterministic names out.
+
+`VmRef.parse` is the one gate every VM id passes (alerts, manual starts): it accepts only
+a well-formed ARM virtual machine id, in any casing, and refuses anything else (path
+traversal, query strings, other resource types) with InvalidResourceId.
+
+Instance ids and capture names are pure functions of the VM id (and, for captures, the
+run's start time), so a retried webhook finds the running instance, and a re-run
+activity finds the capture it made before a crash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from datetime import datetime
+
+from alertcap.errors import InvalidResourceId
+
+# ARM rules: subscription is a GUID; a resource group is 1-90 of letters, digits, _ - . ( )
+# not ending in a period; a VM name is 1-64 of letters, digits, _ - . (Linux rules, the
+# wider of the two). Unicode letters are allowed by ARM in group names; we accept \w.
+_VM_ID = re.compile(
+    r"^/subscriptions/(?P<sub>[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})"
+    r"/resourceGroups/(?P<rg>[-\w.()]{0,89}[-\w()])"
+    r"/providers/Microsoft\.Compute/virtualMachines/(?P<name>[A-Za-z0-9_][-\w.]{0,63})$",
+    re.IGNORECASE | re.ASCII,
+)
+_MAX_ID_LENGTH = 400
+
+
+@dataclass(frozen=True)
+class VmRef:
+    subscription_id: str
+    resource_group: str
+    name: str
+
+    @classmethod
+    def parse(cls, text: object) -> VmRef:
+        if not isinstance(text, str) or not text:
+            raise InvalidResourceId("a virtual machine resource id (string) is required")
+        if len(text) > _MAX_ID_LENGTH:
+            raise InvalidResourceId("resource id is too long to be an ARM id")
+        match = _VM_ID.match(text.strip())
+        if not match or ".." in text:
+            raise InvalidResourceId(
+                "not a virtual machine resource id: expected /subscriptions/<guid>/"
+                "resourceGroups/<group>/providers/Microsoft.Compute/virtualMachines/<name>",
+                detail={"resourceId": text[:200]},
+            )
+        return cls(match["sub"].lower(), match["rg"], match["name"])
+
+    @property
+    def id(self) -> str:
+        return (f"/subscriptions/{self.subscription_id}/resourceGroups/{self.resource_group}"
+                f"/providers/Microsoft.Compute/virtualMachines/{self.name}")
+
+    @property
+    def key(self) -> str:
+        """ARM ids are case-insensitive: this is the form to compare and hash."""
+        return self.id.lower()
+
+    @property
+    def digest(self) -> str:
+        return hashlib.sha256(self.key.encode()).hexdigest()
+
+
+def is_vm_id(text: object) -> bool:
+    try:
+        VmRef.parse(text)
+    except InvalidResourceId:
+        return False
+    return True
+
+
+def _slug(text: str, length: int) -> str:
+    return re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")[:length] or "vm"
+
+
+def instance_id_for(vm: VmRef) -> str:
+    """One orchestration per VM: readable prefix, hash of the full id for uniqueness."""
+    return f"alertcap-{_slug(vm.name, 40)}-{vm.digest[:12]}"
+
+
+def capture_prefix_for(prefix: str, vm: VmRef) -> str:
+    """Every capture we ever make for this VM starts with this; nobody else's does."""
+    return f"{prefix}-{_slug(vm.name, 30)}-{vm.digest[:8]}-"
+
+
+def capture_name_for(prefix: str, vm: VmRef, run_started: datetime) -> str:
+    # Network Watcher names: 1-80 of letters, digits, _ . -
+    return f"{capture_prefix_for(prefix, vm)}{run_started:%Y%m%d%H%M%S}"

@@ -1,0 +1,195 @@
+"""Settings: read once from the environment (app settings in Azure, local.settings.json
+locally), validated, frozen. Every setting is documented in local.settings.json.example;
+`ENV` below is the list the infra template and its test are checked against.
+
+Nothing else in the app reads os.environ (orchestrators never do: they get what they need
+in their input).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cache
+
+from alertcap.errors import ConfigError, Unprocessable
+from alertcap.model import CaptureFilter, CaptureOptions, RunPolicy
+from alertcap.validation import validate_filters, validate_options
+
+PUBLIC_ARM = "https://management.azure.com"
+
+# Every environment variable the app reads, with its default (None: optional, no default).
+ENV: dict[str, str | None] = {
+    "ALERTCAP_ARM_ENDPOINT": PUBLIC_ARM,
+    "ALERTCAP_ARM_SCOPE": None,
+    "ALERTCAP_CA_BUNDLE": None,
+    "AZURE_CLIENT_ID": None,
+    "ALERTCAP_STORAGE_ACCOUNT_ID": None,
+    "ALERTCAP_BLOB_CONNECTION_STRING": None,
+    "ALERTCAP_BLOB_ENDPOINT": None,
+    "ALERTCAP_CAPTURE_TIME_LIMIT_SECONDS": "300",
+    "ALERTCAP_CAPTURE_BYTES_PER_PACKET": "0",
+    "ALERTCAP_CAPTURE_TOTAL_BYTES": "1073741824",
+    "ALERTCAP_CAPTURE_LOCAL_FILE_PATH": None,
+    "ALERTCAP_CAPTURE_FILTERS": None,
+    "ALERTCAP_CAPTURE_LIMIT": "10000",
+    "ALERTCAP_CAPTURE_PREFIX": "alertcap",
+    "ALERTCAP_INSTALL_AGENT": "false",
+    "ALERTCAP_POLL_INTERVAL_SECONDS": "15",
+    "ALERTCAP_MAX_POLL_INTERVAL_SECONDS": "60",
+    "ALERTCAP_STOP_GRACE_SECONDS": "120",
+    "ALERTCAP_POLLS_PER_GENERATION": "40",
+    "ALERTCAP_RETRY_FIRST_INTERVAL_MS": "5000",
+    "ALERTCAP_RETRY_MAX_ATTEMPTS": "5",
+    "ALERTCAP_LRO_POLLING_SECONDS": "5",
+    "ALERTCAP_EMAIL_CONNECTION_STRING": None,
+    "ALERTCAP_EMAIL_ENDPOINT": None,
+    "ALERTCAP_EMAIL_SENDER": None,
+    "ALERTCAP_EMAIL_RECIPIENTS": None,
+    "ALERTCAP_MAX_BODY_BYTES": "262144",
+    "ALERTCAP_LINK_TTL_HOURS": "24",
+    "ALERTCAP_SUMMARY_TOP": "10",
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    arm_endpoint: str = PUBLIC_ARM
+    arm_scope: str = PUBLIC_ARM + "/.default"
+    ca_bundle: str | None = None
+    managed_identity_client_id: str | None = None
+    storage_account_id: str | None = None
+    blob_connection_string: str | None = None
+    blob_endpoint: str | None = None
+    capture: CaptureOptions = field(default_factory=CaptureOptions)
+    policy: RunPolicy = field(default_factory=RunPolicy)
+    lro_polling_seconds: float = 5.0
+    email_connection_string: str | None = None
+    email_endpoint: str | None = None
+    email_sender: str | None = None
+    email_recipients: tuple[str, ...] = ()
+    max_body_bytes: int = 262144
+    link_ttl_hours: int = 24
+    summary_top: int = 10
+
+    def __repr__(self) -> str:
+        # Connection strings hold account keys: never let them reach a log via repr.
+        return f"Settings(arm_endpoint={self.arm_endpoint!r}, ...)"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        problems: list[str] = []
+
+        def text(name: str) -> str | None:
+            value = env.get(name, ENV[name])
+            return value.strip() if isinstance(value, str) and value.strip() else None
+
+        def number(name: str, low: int, high: int) -> int:
+            raw = text(name) or str(ENV[name])
+            try:
+                value = int(raw)
+            except ValueError:
+                problems.append(f"{name} must be a whole number, got {raw!r}")
+                return int(str(ENV[name]))
+            if not low <= value <= high:
+                problems.append(f"{name} must be between {low} and {high}, got {value}")
+            return value
+
+        def flag(name: str) -> bool:
+            raw = (text(name) or "false").lower()
+            if raw not in ("true", "false", "1", "0", "yes", "no"):
+                problems.append(f"{name} must be true or false, got {raw!r}")
+            return raw in ("true", "1", "yes")
+
+        arm = (text("ALERTCAP_ARM_ENDPOINT") or PUBLIC_ARM).rstrip("/")
+        if not arm.startswith("https://"):
+            problems.append("ALERTCAP_ARM_ENDPOINT must be an https:// URL "
+                            "(bearer tokens are never sent over plain HTTP)")
+        ca_bundle = text("ALERTCAP_CA_BUNDLE")
+        if ca_bundle and not os.path.isfile(ca_bundle):
+            problems.append(f"ALERTCAP_CA_BUNDLE names no file: {ca_bundle}")
+
+        filters: tuple[CaptureFilter, ...] = ()
+        raw_filters = text("ALERTCAP_CAPTURE_FILTERS")
+        if raw_filters:
+            try:
+                filters = validate_filters(json.loads(raw_filters))
+            except (ValueError, Unprocessable) as exc:
+                problems.append(f"ALERTCAP_CAPTURE_FILTERS: {exc}")
+
+        capture = CaptureOptions(
+            time_limit_seconds=number("ALERTCAP_CAPTURE_TIME_LIMIT_SECONDS", 1, 18000),
+            bytes_per_packet=number("ALERTCAP_CAPTURE_BYTES_PER_PACKET", 0, 65535),
+            total_bytes=number("ALERTCAP_CAPTURE_TOTAL_BYTES", 1, 4294967295),
+            filters=filters,
+            local_file_path=text("ALERTCAP_CAPTURE_LOCAL_FILE_PATH"),
+        )
+        storage_account_id = text("ALERTCAP_STORAGE_ACCOUNT_ID")
+        capture = CaptureOptions(**{**capture.__dict__, "to_storage": bool(storage_account_id)})
+        try:
+            validate_options(capture)
+        except Unprocessable as exc:
+            problems.append(f"capture settings: {exc.message}")
+
+        policy = RunPolicy(
+            poll_interval_seconds=number("ALERTCAP_POLL_INTERVAL_SECONDS", 1, 3600),
+            max_poll_interval_seconds=number("ALERTCAP_MAX_POLL_INTERVAL_SECONDS", 1, 3600),
+            stop_grace_seconds=number("ALERTCAP_STOP_GRACE_SECONDS", 0, 3600),
+            polls_per_generation=number("ALERTCAP_POLLS_PER_GENERATION", 2, 1000),
+            capture_limit=number("ALERTCAP_CAPTURE_LIMIT", 1, 10000),
+            install_agent=flag("ALERTCAP_INSTALL_AGENT"),
+            capture_prefix=text("ALERTCAP_CAPTURE_PREFIX") or "alertcap",
+            storage_account_id=storage_account_id,
+            retry_first_interval_ms=number("ALERTCAP_RETRY_FIRST_INTERVAL_MS", 1, 600000),
+            retry_max_attempts=number("ALERTCAP_RETRY_MAX_ATTEMPTS", 1, 20),
+        )
+        if policy.max_poll_interval_seconds < policy.poll_interval_seconds:
+            problems.append("ALERTCAP_MAX_POLL_INTERVAL_SECONDS is below "
+                            "ALERTCAP_POLL_INTERVAL_SECONDS")
+
+        recipients = tuple(
+            r.strip() for r in (text("ALERTCAP_EMAIL_RECIPIENTS") or "").replace(";", ",")
+            .split(",") if r.strip()
+        )
+        for r in recipients:
+            if "@" not in r:
+                problems.append(f"ALERTCAP_EMAIL_RECIPIENTS: not an address: {r!r}")
+
+        lro = text("ALERTCAP_LRO_POLLING_SECONDS") or "5"
+        try:
+            lro_seconds = float(lro)
+        except ValueError:
+            problems.append(f"ALERTCAP_LRO_POLLING_SECONDS must be a number, got {lro!r}")
+            lro_seconds = 5.0
+
+        if problems:
+            raise ConfigError("invalid settings: " + "; ".join(problems),
+                              detail={"problems": problems})
+        return cls(
+            arm_endpoint=arm,
+            arm_scope=text("ALERTCAP_ARM_SCOPE") or arm + "/.default",
+            ca_bundle=ca_bundle,
+            managed_identity_client_id=text("AZURE_CLIENT_ID"),
+            storage_account_id=storage_account_id,
+            blob_connection_string=text("ALERTCAP_BLOB_CONNECTION_STRING"),
+            blob_endpoint=text("ALERTCAP_BLOB_ENDPOINT"),
+            capture=capture,
+            policy=policy,
+            lro_polling_seconds=lro_seconds,
+            email_connection_string=text("ALERTCAP_EMAIL_CONNECTION_STRING"),
+            email_endpoint=text("ALERTCAP_EMAIL_ENDPOINT"),
+            email_sender=text("ALERTCAP_EMAIL_SENDER"),
+            email_recipients=recipients,
+            max_body_bytes=number("ALERTCAP_MAX_BODY_BYTES", 1024, 10 * 1024 * 1024),
+            link_ttl_hours=number("ALERTCAP_LINK_TTL_HOURS", 1, 168),
+            summary_top=number("ALERTCAP_SUMMARY_TOP", 1, 100),
+        )
+
+
+@cache
+def load() -> Settings:
+    """The process's settings, read once (tests call Settings.from_env directly)."""
+    return Settings.from_env()

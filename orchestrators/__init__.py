@@ -1,0 +1,1 @@
+"""Orchestrator functions: deterministic generators over the Durable context."""

@@ -1,0 +1,255 @@
+"""The capture workflow, as a plain generator over the Durable orchestration context.
+
+    resolve_watcher -> ensure_agent -> clear_stale_capture -> check_limit -> create_capture
+    -> monitor loop: get_capture_status, custom status, durable timer (or the operator's
+       "stop" event); stop_capture at the deadline (time limit + grace)
+    -> summarise_capture -> notify -> RunResult
+
+Deterministic: only the context's clock, timers, events and activities; no I/O, no env.
+History stays bounded for a 5-hour capture: the poll interval grows from the configured
+one to its maximum, and after `polls_per_generation` polls the run continues as new with
+its monitor state in the input.
+
+A capture that fails (a permanent Azure error, status Error) still ends in a notification
+and a Completed instance whose output says outcome "failed"; only a failure to notify
+(after retries) fails the instance, so `rewind` can send the email later.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Generator
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+import azure.durable_functions as df
+
+from alertcap import names
+from alertcap.errors import AlertcapError, CaptureFailed, permanent_from_dict
+from alertcap.model import (
+    AgentStatus,
+    CaptureRef,
+    CaptureStatus,
+    CaptureStatusInput,
+    CaptureSummary,
+    CheckLimitInput,
+    ClearStaleInput,
+    ClearStaleResult,
+    CreateCaptureInput,
+    EnsureAgentInput,
+    LimitStatus,
+    Model,
+    Monitor,
+    Notification,
+    NotifyInput,
+    ResolvedWatcher,
+    ResolveWatcherInput,
+    RunInput,
+    RunResult,
+    SummariseInput,
+    Watcher,
+)
+from alertcap.naming import VmRef, capture_name_for, capture_prefix_for
+
+log = logging.getLogger("alertcap.orchestrator")
+
+M = TypeVar("M", bound=Model)
+Steps = Generator[Any, Any, Any]
+TERMINAL = ("Stopped", "Error")
+
+
+def _iso(moment: datetime) -> str:
+    return moment.replace(tzinfo=None).isoformat(timespec="seconds") + "Z"
+
+
+def _parse(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).replace(tzinfo=None)
+
+
+def _now(ctx: Any) -> datetime:
+    moment: datetime = ctx.current_utc_datetime
+    return moment.replace(tzinfo=None)
+
+
+def _input(ctx: Any) -> RunInput:
+    raw = ctx.get_input()
+    if isinstance(raw, str):  # some clients double-encode
+        raw = json.loads(raw)
+    return RunInput.from_dict(raw)
+
+
+class _Run:
+    """Per-replay helpers bound to one context: activity calls and custom status."""
+
+    def __init__(self, ctx: Any, run_input: RunInput) -> None:
+        self.ctx = ctx
+        self.req = run_input.request
+        policy = self.req.policy
+        self.retry = df.RetryOptions(policy.retry_first_interval_ms, policy.retry_max_attempts)
+        self.status: dict[str, Any] = {"vm": VmRef.parse(self.req.vm_id).name}
+
+    def call(self, name: str, payload: Model, out: type[M]) -> Steps:
+        envelope = yield self.ctx.call_activity_with_retry(name, self.retry, payload.to_dict())
+        if isinstance(envelope, str):
+            envelope = json.loads(envelope)
+        if "error" in envelope:
+            raise permanent_from_dict(envelope["error"])
+        return out.from_dict(envelope["value"])
+
+    def publish(self, phase: str, **fields: Any) -> None:
+        self.status = {**self.status, "phase": phase, **fields}
+        self.ctx.set_custom_status(self.status)
+
+    def info(self, message: str, *args: Any) -> None:
+        if not self.ctx.is_replaying:
+            log.info("[%s] " + message, self.ctx.instance_id, *args)
+
+
+def _setup(run: _Run, started_at: str) -> Steps:
+    """From alert to a created capture; returns the first Monitor."""
+    req, policy, ctx = run.req, run.req.policy, run.ctx
+    vm = VmRef.parse(req.vm_id)
+    run.publish("resolving-watcher")
+    resolved = yield from run.call(names.RESOLVE_WATCHER,
+                                   ResolveWatcherInput(vm.id, req.location), ResolvedWatcher)
+    watcher: Watcher = resolved.watcher
+    run.publish("checking-agent", watcher=watcher.name, region=resolved.vm_location)
+    yield from run.call(names.ENSURE_AGENT, EnsureAgentInput(vm.id, policy.install_agent),
+                        AgentStatus)
+    name = capture_name_for(policy.capture_prefix, vm, _parse(started_at))
+    run.publish("clearing-stale-capture", capture=name)
+    cleared = yield from run.call(
+        names.CLEAR_STALE_CAPTURE,
+        ClearStaleInput(watcher, capture_prefix_for(policy.capture_prefix, vm), name),
+        ClearStaleResult)
+    if cleared.deleted:
+        run.info("deleted stale captures %s", ", ".join(cleared.deleted))
+    run.publish("checking-limit")
+    yield from run.call(names.CHECK_LIMIT,
+                        CheckLimitInput(watcher, policy.capture_limit, ignore_name=name),
+                        LimitStatus)
+    run.publish("creating-capture")
+    capture = yield from run.call(
+        names.CREATE_CAPTURE,
+        CreateCaptureInput(watcher, vm.id, name, req.options, policy.storage_account_id),
+        CaptureRef)
+    created = _now(ctx)
+    deadline = created + timedelta(seconds=req.options.time_limit_seconds
+                                   + policy.stop_grace_seconds)
+    run.info("capture %s created on %s", name, vm.name)
+    return Monitor(watcher=watcher, capture=capture, capture_created_at=_iso(created),
+                   deadline=_iso(deadline), run_started_at=started_at,
+                   interval_seconds=float(policy.poll_interval_seconds))
+
+
+def _monitor(run: _Run, m: Monitor) -> Steps:
+    """Poll until the capture ends. Returns (Monitor, CaptureStatus | None, stopped_by);
+    a None status means: continue as new with this Monitor."""
+    ctx, policy = run.ctx, run.req.policy
+    ask = CaptureStatusInput(m.watcher, m.capture.name)
+    deadline = _parse(m.deadline)
+    # One wait per generation: a second wait for the same event name would be matched
+    # to the older, abandoned task and the operator's stop would be lost.
+    stop_requested = ctx.wait_for_external_event(names.STOP_EVENT)
+    polls = 0
+    while True:
+        status = yield from run.call(names.GET_CAPTURE_STATUS, ask, CaptureStatus)
+        polls += 1
+        m = replace(m, polls=m.polls + 1, last_status=status.status)
+        now = _now(ctx)
+        run.publish("capturing", captureStatus=status.status, polls=m.polls,
+                    elapsedSeconds=int((now - _parse(m.capture_created_at)).total_seconds()),
+                    deadline=m.deadline, generation=m.generation)
+        if status.status in TERMINAL:
+            return m, status, "network-watcher"
+        if now >= deadline:
+            run.info("deadline passed, stopping %s", m.capture.name)
+            run.publish("stopping", reason="deadline")
+            return m, (yield from run.call(names.STOP_CAPTURE, ask, CaptureStatus)), "deadline"
+        if polls >= policy.polls_per_generation:
+            return replace(m, generation=m.generation + 1), None, None
+        timer = ctx.create_timer(min(now + timedelta(seconds=m.interval_seconds), deadline))
+        winner = yield ctx.task_any([timer, stop_requested])
+        if winner is stop_requested:
+            if not timer.is_completed:
+                timer.cancel()
+            run.info("stop requested by an operator")
+            run.publish("stopping", reason="operator")
+            return m, (yield from run.call(names.STOP_CAPTURE, ask, CaptureStatus)), "operator"
+        m = replace(m, interval_seconds=min(m.interval_seconds * 1.5,
+                                            float(policy.max_poll_interval_seconds)))
+
+
+def capture_run(ctx: Any) -> Steps:
+    """The orchestrator body: returns the RunResult dict (None when continuing as new)."""
+    run_input = _input(ctx)
+    run = _Run(ctx, run_input)
+    req = run.req
+    m = run_input.monitor
+    started_at = m.run_started_at if m else _iso(_now(ctx))
+    result = RunResult(instance_id=ctx.instance_id, vm_id=VmRef.parse(req.vm_id).id,
+                       outcome="failed", requested_by=req.requested_by, alert=req.alert,
+                       started_at=started_at, finished_at=started_at,
+                       status_url=req.status_url)
+    try:
+        if m is None:
+            m = yield from _setup(run, started_at)
+        result = replace(result, watcher=m.watcher, capture=m.capture)
+        m, status, stopped_by = yield from _monitor(run, m)
+        if status is None:
+            run.info("continuing as new (generation %d)", m.generation)
+            ctx.continue_as_new(RunInput(req, m).to_dict())
+            return None
+        result = replace(result, capture_status=status, stopped_by=stopped_by, polls=m.polls)
+        if status.status == "Error":
+            raise CaptureFailed("Network Watcher reported the capture as failed: "
+                                + (", ".join(status.errors) or "no error code given"))
+        result = replace(result, outcome="captured", reason=status.stop_reason or stopped_by)
+        if status.storage_path:
+            run.publish("summarising")
+            result = yield from _summarise(run, result, status.storage_path)
+    except Exception as exc:  # the run failed: say why, stop what we started, notify
+        error = exc if isinstance(exc, AlertcapError) else None
+        reason = error.message if error else str(exc).split("\n")[0][:500]
+        run.info("run failed: %s", reason)
+        result = replace(result, outcome="failed", reason=reason,
+                         error=error.to_dict() if error else {"type": "ActivityFailed",
+                                                              "message": reason})
+        if m is not None and result.capture_status is None:
+            result = yield from _stop_after_failure(run, result, m)
+
+    result = replace(result, finished_at=_iso(_now(ctx)))
+    run.publish("notifying", outcome=result.outcome)
+    notification = yield from run.call(
+        names.NOTIFY, NotifyInput(result.to_dict(), f"{ctx.instance_id}/{started_at}"),
+        Notification)
+    result = replace(result, notification=notification)
+    run.publish("done", outcome=result.outcome, reason=result.reason)
+    return result.to_dict()
+
+
+def _summarise(run: _Run, result: RunResult, storage_path: str) -> Steps:
+    try:
+        summary = yield from run.call(names.SUMMARISE_CAPTURE,
+                                      SummariseInput(storage_path), CaptureSummary)
+    except Exception as exc:  # a capture without a summary is still worth the email
+        return replace(result, warnings=(*result.warnings,
+                                         f"no summary: {str(exc).splitlines()[0][:300]}"))
+    return replace(result, summary=summary, warnings=(*result.warnings, *summary.warnings))
+
+
+def _stop_after_failure(run: _Run, result: RunResult, m: Monitor) -> Steps:
+    """Do not leave a capture running when the run gives up on it."""
+    try:
+        status = yield from run.call(names.STOP_CAPTURE,
+                                     CaptureStatusInput(m.watcher, m.capture.name), CaptureStatus)
+        return replace(result, capture_status=status, stopped_by="failure")
+    except Exception as exc:
+        return replace(result, warnings=(*result.warnings,
+                                         f"could not stop {m.capture.name}: "
+                                         f"{str(exc).splitlines()[0][:300]}"))
+
+
+Orchestrator = Callable[[Any], Steps]

@@ -1,0 +1,1 @@
+"""HTTP starters: the alert webhook and the manual start/stop routes."""
