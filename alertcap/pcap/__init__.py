@@ -1,0 +1,94 @@
+"""Streaming pcap/pcapng reader and traffic summary for alert-triggered captures.
+
+Boundary: pure Python domain code (stdlib only, no Azure).  Input is any
+binary file-like object with ``.read(n)`` -- seekability is never needed -- and
+memory stays bounded whatever the file size.  Output is a JSON-safe dict that
+the ``summarise_capture`` activity returns and the notification email renders.
+
+API::
+
+    summarise(stream, *, top=10) -> Summary      # stream: binary, has .read(n)
+    summarise_path(path, *, top=10) -> Summary
+    Summary.to_dict() -> dict                    # schema below
+    render_text(summary_dict) -> str
+    render_html(summary_dict) -> str             # email-safe, every value escaped
+    NotACaptureError                             # raised only for a non-capture stream
+
+CLI: ``python -m alertcap.pcap FILE|- [--top N] [--json]`` (exit 2: not a capture).
+
+Schema ``alertcap.summary/1`` (times are UNIX seconds as floats, ``*_iso`` UTC;
+"bytes" are on-the-wire lengths; lists are sorted best first and hold at most
+``top`` rows):
+
+``schema``
+    ``"alertcap.summary/1"``.
+``complete`` / ``warnings``
+    ``complete`` is false when the file was truncated or corrupt (the summary
+    covers the packets before the damage).  ``warnings`` are sentences for
+    people: damage, packets too short to decode, approximations.
+``source``
+    ``format`` ("pcap"/"pcapng"), ``byte_order``, ``timestamp_resolution``
+    ("us"/"ns"), ``link_types`` (ints), ``snaplen``, ``bytes_read``.
+``packets``, ``bytes``, ``captured_bytes``
+``start``, ``end``, ``start_iso``, ``end_iso``, ``duration_s``
+    First and last packet in file order.
+``packets_per_s``, ``bytes_per_s``
+    Averages over ``duration_s``; null when the duration is 0.
+``ip_versions``
+    ``{"ipv4": packets, "ipv6": packets}``.
+``protocols``
+    ``[{name, packets, bytes, percent}]`` for every protocol seen: IP protocols
+    by name ("tcp", "udp", "icmp", "icmpv6", ..., "ip-proto-N"), non-IP frames by
+    EtherType ("arp", "ethertype-0x88b5"), and undecodable frames ("link header
+    truncated", ...).  Not limited to ``top``.
+``top_conversations_by_packets``, ``top_conversations_by_bytes``
+    TCP/UDP conversations (5-tuple, both directions together like ``tshark -z
+    conv,tcp``): ``{proto, a, a_port, b, b_port, packets, bytes, packets_a_to_b,
+    bytes_a_to_b, packets_b_to_a, bytes_b_to_a, retransmissions, aggregated}``.
+    A is the endpoint that sent the first packet seen.  ``aggregated`` rows
+    (ports null) sum the flows between two hosts that arrived after the flow
+    table was full.
+``top_host_pairs_by_packets``, ``top_host_pairs_by_bytes``
+    Every IP packet by address pair, like ``-z conv,ip``: ``{a, b, packets,
+    bytes, packets_a_to_b, bytes_a_to_b, packets_b_to_a, bytes_b_to_a}``.
+``top_talkers``
+    ``{host, bytes, packets}``: IP hosts by bytes sent.
+``top_dst_ports``
+    ``{proto, port, packets}``: TCP/UDP destination port of each packet.
+``tcp``
+    ``{syn, syn_ack, rst, fin, retransmissions, data_segments,
+    retransmission_percent, new_connections_per_s: {peak, peak_at, average,
+    seconds_with_syns}}``.  ``syn`` counts SYN without ACK (connection
+    attempts); the per-second peak uses whole UTC seconds; ``average`` is
+    ``syn / duration_s``.  A retransmission is a segment with data (or SYN/FIN)
+    that starts before the highest sequence number already seen in that
+    direction of the flow, keep-alives excluded; ``data_segments`` counts the
+    segments that were checked.
+``changes``
+    Null for captures too short to split; else the capture is split at the
+    time-slice boundary nearest its middle (see ``tables.py``; within 1/16 of
+    the duration): ``{split_at, split_at_iso, first_half_s, second_half_s,
+    packets: {first, second}, conversations, dst_ports, talkers}``, each list
+    row carrying ``first``, ``second`` and ``change`` (second - first, in
+    packets), sorted by the size of the change.
+``limits``
+    ``{max_flows, flows_tracked, max_host_pairs, overflow_packets,
+    approximate}``: when more than ``max_flows`` directional TCP/UDP flows are
+    seen, later flows are counted per host pair (see ``tables.py``); totals
+    stay exact.
+"""
+
+from alertcap.pcap.reader import CaptureReader, NotACaptureError
+from alertcap.pcap.render import render_html, render_text
+from alertcap.pcap.summary import SCHEMA, Summary, summarise, summarise_path
+
+__all__ = [
+    "SCHEMA",
+    "CaptureReader",
+    "NotACaptureError",
+    "Summary",
+    "render_html",
+    "render_text",
+    "summarise",
+    "summarise_path",
+]

@@ -1,0 +1,359 @@
+"""Capture file formats -> chunks of classic pcap records, read as a stream.
+
+Boundary: this module knows file formats (classic pcap in both byte orders and
+both timestamp resolutions, and pcapng) and nothing about protocols.  It reads
+any binary file-like object with ``.read(n)`` -- seekability is never assumed,
+because the capture arrives as a blob download stream -- in fixed-size pieces,
+so memory stays bounded whatever the file size.
+
+Everything is presented to the consumer in one shape, a :class:`Chunk`: a
+``bytes`` buffer of *classic pcap records* (16-byte record header
+``ts_sec, ts_frac, caplen, wirelen`` followed by ``caplen`` bytes), plus the
+link type, the ``struct`` that unpacks the record headers (byte order differs
+between files) and the timestamp unit.  For classic pcap the buffer is the file
+bytes themselves (no copy); pcapng blocks are rewritten into that layout.
+
+The fast consumer (:func:`alertcap.pcap.decode.scan`) walks the records itself
+and writes ``chunk.used`` = offset of the first record it did not process
+(because the record is incomplete in this buffer); the reader carries those
+bytes over into the next chunk.  :meth:`CaptureReader.records` is the simple,
+slower per-record view of the same stream.
+
+Damage never raises past the file header: a truncated last record, an
+impossible record length or a broken pcapng block ends the stream and appends a
+human-readable sentence to :attr:`CaptureReader.warnings`.  Only a stream that
+is not a capture at all raises :class:`NotACaptureError`.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import BinaryIO, Protocol
+
+__all__ = [
+    "CHUNK_SIZE",
+    "CaptureReader",
+    "Chunk",
+    "NotACaptureError",
+    "Readable",
+]
+
+CHUNK_SIZE = 1 << 20
+# A record longer than max(snaplen, 256 KiB) -- libpcap's own ceiling -- is
+# corruption, not data; MAX_RECORD bounds that however large snaplen claims to be.
+MAX_RECORD = 1 << 24
+_LIBPCAP_MAX = 1 << 18
+
+_PCAP_MAGICS = {
+    # first four bytes: (byte order, fractional units per second)
+    b"\xd4\xc3\xb2\xa1": ("<", 1_000_000),
+    b"\xa1\xb2\xc3\xd4": (">", 1_000_000),
+    b"\x4d\x3c\xb2\xa1": ("<", 1_000_000_000),
+    b"\xa1\xb2\x3c\x4d": (">", 1_000_000_000),
+}
+_PCAP_KUZNETSOV = {b"\x34\xcd\xb2\xa1", b"\xa1\xb2\xcd\x34"}
+_PCAPNG_SHB = b"\x0a\x0d\x0d\x0a"
+_PCAPNG_BOM = 0x1A2B3C4D
+
+_REC_LE = struct.Struct("<IIII")
+_REC_BE = struct.Struct(">IIII")
+
+
+class NotACaptureError(ValueError):
+    """The stream does not start with a pcap or pcapng header we can read."""
+
+
+class Readable(Protocol):
+    def read(self, n: int = -1, /) -> bytes: ...
+
+
+@dataclass(slots=True)
+class Chunk:
+    """A buffer of classic pcap records, all with the same link type."""
+
+    data: bytes
+    linktype: int
+    record: struct.Struct  # unpacks (ts_sec, ts_frac, caplen, wirelen)
+    units: int  # ts_frac units per second: 10**6 or 10**9
+    max_caplen: int = MAX_RECORD  # a longer record is corruption: stop there
+    used: int = 0  # set by the consumer: offset of the first unprocessed record
+
+
+@dataclass(slots=True)
+class _Interface:
+    linktype: int
+    snaplen: int
+    to_ns: tuple[int, int, int]  # ns = (ts * mul) // div + offset_ns
+
+
+@dataclass
+class CaptureReader:
+    """Stream reader for one capture; see the module docstring."""
+
+    stream: Readable | BinaryIO
+    chunk_size: int = CHUNK_SIZE
+    format: str = ""
+    byte_order: str = ""
+    units: int = 1_000_000
+    snaplen: int | None = None
+    linktypes: list[int] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    bytes_read: int = 0
+    _head: bytes = b""
+
+    def __post_init__(self) -> None:
+        head = self._read_exactly(4)
+        if len(head) < 4:
+            raise NotACaptureError(
+                "empty stream" if not head else f"only {len(head)} bytes: not a capture file"
+            )
+        if head in _PCAP_MAGICS:
+            self.format = "pcap"
+            order, self.units = _PCAP_MAGICS[head]
+            self.byte_order = "little" if order == "<" else "big"
+            rest = self._read_exactly(20)
+            if len(rest) < 20:
+                raise NotACaptureError("pcap file header is truncated")
+            _vmaj, _vmin, _zone, _sigfigs, snaplen, network = struct.unpack(
+                order + "HHiIII", rest
+            )
+            self.snaplen = snaplen
+            # The upper 16 bits of the link-type field carry FCS metadata.
+            self.linktypes = [network & 0xFFFF]
+        elif head == _PCAPNG_SHB:
+            self.format = "pcapng"
+            self.units = 1_000_000_000
+            self._head = head
+        elif head in _PCAP_KUZNETSOV:
+            raise NotACaptureError("modified (Kuznetsov) pcap format is not supported")
+        else:
+            raise NotACaptureError(
+                f"not a pcap or pcapng file (starts with bytes {head.hex()})"
+            )
+
+    def _read_exactly(self, n: int) -> bytes:
+        """Read n bytes, tolerating short reads from pipes; fewer only at EOF."""
+        parts = []
+        want = n
+        while want > 0:
+            piece = self.stream.read(want)
+            if not piece:
+                break
+            parts.append(piece)
+            want -= len(piece)
+        data = b"".join(parts)
+        self.bytes_read += len(data)
+        return data
+
+    def chunks(self) -> Iterator[Chunk]:
+        """Yield record chunks until EOF or damage (which adds a warning)."""
+        if self.format == "pcap":
+            return self._pcap_chunks()
+        return self._pcapng_chunks()
+
+    # -- classic pcap -----------------------------------------------------------
+
+    def _pcap_chunks(self) -> Iterator[Chunk]:
+        rec = _REC_LE if self.byte_order == "little" else _REC_BE
+        linktype = self.linktypes[0]
+        max_caplen = min(max(self.snaplen or 0, _LIBPCAP_MAX), MAX_RECORD)
+        carry = b""
+        need = 16  # bytes the next record needs before it is complete
+        eof = False
+        while True:
+            data = carry
+            while len(data) < max(need, self.chunk_size) and not eof:
+                piece = self.stream.read(self.chunk_size)
+                if not piece:
+                    eof = True
+                    break
+                self.bytes_read += len(piece)
+                data = data + piece if data else piece
+            chunk = Chunk(data, linktype, rec, self.units, max_caplen)
+            if len(data) >= need:
+                yield chunk
+            used = chunk.used
+            carry = data[used:]
+            need = 16
+            if len(carry) >= 16:
+                caplen = rec.unpack_from(carry, 0)[2]
+                if caplen > max_caplen:
+                    self.warnings.append(
+                        f"corrupt record header at file offset {self.bytes_read - len(carry)}"
+                        f" (captured length {caplen}); stopped reading there"
+                    )
+                    return
+                need = 16 + caplen
+            if eof:
+                if carry:
+                    self.warnings.append(
+                        f"file is truncated: the last record is incomplete ({len(carry)} of"
+                        f" {need} bytes present)"
+                    )
+                return
+            if used == 0 and len(data) >= need:
+                # The consumer refused a complete record: guard against a loop.
+                raise RuntimeError("consumer made no progress on a complete record")
+
+    # -- pcapng ----------------------------------------------------------------
+
+    def _pcapng_chunks(self) -> Iterator[Chunk]:
+        """Rewrite pcapng packet blocks into little-endian classic records (ns)."""
+        rec_pack = _REC_LE.pack
+        out: list[bytes] = []
+        out_size = 0
+        out_linktype = -1
+        interfaces: list[_Interface] = []
+        order = "<"
+        last_ns = 0
+        block_head = self._head  # the SHB type already consumed by __post_init__
+        offset = 0
+        while True:
+            head = block_head + self._read_exactly(8 - len(block_head))
+            block_head = b""
+            if len(head) < 8:
+                if head:
+                    self.warnings.append(
+                        f"file is truncated: incomplete pcapng block header at offset {offset}"
+                    )
+                break
+            if head[:4] == _PCAPNG_SHB:
+                # A section header decides the byte order of everything after it.
+                bom = self._read_exactly(4)
+                if len(bom) < 4:
+                    self.warnings.append("file is truncated inside a pcapng section header")
+                    break
+                if struct.unpack("<I", bom)[0] == _PCAPNG_BOM:
+                    order = "<"
+                elif struct.unpack(">I", bom)[0] == _PCAPNG_BOM:
+                    order = ">"
+                else:
+                    self.warnings.append(f"corrupt pcapng section header at offset {offset}")
+                    break
+                self.byte_order = "little" if order == "<" else "big"
+                blen = struct.unpack(order + "I", head[4:])[0]
+                body_len = blen - 16
+                prefix = bom
+                interfaces = []
+            else:
+                btype, blen = struct.unpack(order + "II", head)
+                body_len = blen - 12
+                prefix = b""
+            if blen < 12 or blen % 4 or blen > MAX_RECORD:
+                self.warnings.append(
+                    f"corrupt pcapng block at offset {offset} (length {blen}); stopped reading"
+                )
+                break
+            body = self._read_exactly(body_len)
+            trailer = self._read_exactly(4)
+            if len(body) < body_len or len(trailer) < 4:
+                self.warnings.append(
+                    f"file is truncated: the last pcapng block (offset {offset}) is incomplete"
+                )
+                break
+            offset += blen
+            if prefix:
+                continue
+            packet: tuple[int, int, int, bytes] | None = None  # iface, ns, wirelen, data
+            if btype == 6 and len(body) >= 20:  # enhanced packet block
+                iface, ts_hi, ts_lo, caplen, wirelen = struct.unpack_from(order + "IIIII", body)
+                if iface < len(interfaces):
+                    ifc = interfaces[iface]
+                    mul, div, add = ifc.to_ns
+                    last_ns = ((ts_hi << 32 | ts_lo) * mul) // div + add
+                packet = (iface, last_ns, wirelen, body[20 : 20 + caplen])
+            elif btype == 3 and len(body) >= 4:  # simple packet block: no timestamp
+                (wirelen,) = struct.unpack_from(order + "I", body)
+                cap = wirelen
+                if interfaces and interfaces[0].snaplen:
+                    cap = min(cap, interfaces[0].snaplen)
+                packet = (0, last_ns, wirelen, body[4 : 4 + cap])
+            elif btype == 2 and len(body) >= 20:  # obsolete packet block
+                iface, _drops, ts_hi, ts_lo, caplen, wirelen = struct.unpack_from(
+                    order + "HHIIII", body
+                )
+                if iface < len(interfaces):
+                    mul, div, add = interfaces[iface].to_ns
+                    last_ns = ((ts_hi << 32 | ts_lo) * mul) // div + add
+                packet = (iface, last_ns, wirelen, body[20 : 20 + caplen])
+            elif btype == 1 and len(body) >= 8:  # interface description block
+                interfaces.append(self._interface(body, order))
+                lt = interfaces[-1].linktype
+                if lt not in self.linktypes:
+                    self.linktypes.append(lt)
+                if self.snaplen is None:
+                    self.snaplen = interfaces[-1].snaplen
+            if packet is None:
+                continue
+            iface, ns, wirelen, data = packet
+            if iface >= len(interfaces):
+                self.warnings.append(
+                    f"packet block at offset {offset - blen} names undefined interface {iface};"
+                    " skipped"
+                )
+                continue
+            linktype = interfaces[iface].linktype
+            if (linktype != out_linktype or out_size >= self.chunk_size) and out:
+                yield Chunk(b"".join(out), out_linktype, _REC_LE, 1_000_000_000)
+                out, out_size = [], 0
+            out_linktype = linktype
+            sec, frac = divmod(ns, 1_000_000_000)
+            out.append(rec_pack(sec & 0xFFFFFFFF, frac, len(data), wirelen))
+            out.append(data)
+            out_size += 16 + len(data)
+        if out:
+            yield Chunk(b"".join(out), out_linktype, _REC_LE, 1_000_000_000)
+
+    @staticmethod
+    def _interface(body: bytes, order: str) -> _Interface:
+        linktype, _reserved, snaplen = struct.unpack_from(order + "HHI", body)
+        to_ns = (1000, 1, 0)  # default resolution: microseconds
+        pos = 8
+        while pos + 4 <= len(body):
+            code, length = struct.unpack_from(order + "HH", body, pos)
+            value = body[pos + 4 : pos + 4 + length]
+            if code == 0:
+                break
+            if code == 9 and length >= 1:  # if_tsresol
+                res = value[0]
+                exp = res & 0x7F
+                if res & 0x80:
+                    to_ns = (10**9, 1 << exp, to_ns[2])
+                elif exp <= 9:
+                    to_ns = (10 ** (9 - exp), 1, to_ns[2])
+                else:
+                    to_ns = (1, 10 ** (exp - 9), to_ns[2])
+            elif code == 14 and length >= 8:  # if_tsoffset, in seconds
+                to_ns = (to_ns[0], to_ns[1], struct.unpack(order + "q", value[:8])[0] * 10**9)
+            pos += 4 + ((length + 3) & ~3)
+        return _Interface(linktype, snaplen, to_ns)
+
+    # -- simple view -----------------------------------------------------------
+
+    def records(self) -> Iterator[tuple[float, int, int, int, bytes]]:
+        """Yield ``(timestamp, caplen, wirelen, linktype, data)`` per packet.
+
+        Convenient and slow (one tuple and one bytes object per packet); the
+        summary uses :meth:`chunks` with :func:`alertcap.pcap.decode.scan`.
+        """
+        for chunk in self.chunks():
+            buf = chunk.data
+            unpack = chunk.record.unpack_from
+            off = 0
+            n = len(buf)
+            while off + 16 <= n:
+                ts_sec, ts_frac, caplen, wirelen = unpack(buf, off)
+                end = off + 16 + caplen
+                if end > n or caplen > chunk.max_caplen:
+                    break
+                yield (
+                    ts_sec + ts_frac / chunk.units,
+                    caplen,
+                    wirelen,
+                    chunk.linktype,
+                    buf[off + 16 : end],
+                )
+                off = end
+            chunk.used = off

@@ -1,0 +1,393 @@
+"""Traffic summary of one capture: :func:`summarise` and :class:`Summary`.
+
+Boundary: drives ``reader`` (file format) and ``decode`` (per-packet counting
+into ``tables``), then turns the counters into a JSON-safe dict.  Rendering the
+dict for people is ``render.py``.  The JSON schema is documented in the package
+docstring (``alertcap/pcap/__init__.py``).
+
+Everything here runs once per capture, after the packet loop, over tables whose
+size is bounded (see ``tables.py``), so it favours clarity over speed.
+"""
+
+from __future__ import annotations
+
+import copy
+import heapq
+import ipaddress
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from alertcap.pcap.decode import NON_IP_NAMES, reverse_key, scan
+from alertcap.pcap.reader import CaptureReader, Readable
+from alertcap.pcap.tables import BIN0, BYTES, PKTS, RETX, State, Tables
+
+__all__ = ["SCHEMA", "Summary", "summarise", "summarise_path"]
+
+SCHEMA = "alertcap.summary/1"
+
+IP_PROTOCOLS = {
+    1: "icmp", 2: "igmp", 4: "ipip", 6: "tcp", 17: "udp", 41: "ipv6-encap", 44: "ipv6-fragment",
+    47: "gre", 50: "esp", 51: "ah", 58: "icmpv6", 89: "ospf", 103: "pim", 112: "vrrp",
+    132: "sctp",
+}  # fmt: skip
+TRANSPORT = {6: "tcp", 17: "udp"}
+
+
+class Summary:
+    """The result of :func:`summarise`; :meth:`to_dict` is the stable interface."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self._data = data
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dict following schema ``alertcap.summary/1`` (a copy)."""
+        return copy.deepcopy(self._data)
+
+    @property
+    def packets(self) -> int:
+        return int(self._data["packets"])
+
+    @property
+    def warnings(self) -> list[str]:
+        return list(self._data["warnings"])
+
+    def __repr__(self) -> str:
+        d = self._data
+        return (
+            f"<Summary {d['packets']} packets, {d['bytes']} bytes,"
+            f" {len(d['warnings'])} warnings>"
+        )
+
+
+def summarise(stream: Readable, *, top: int = 10, tables: Tables | None = None) -> Summary:
+    """Summarise a pcap/pcapng capture read from ``stream`` (anything with ``.read``).
+
+    Raises :class:`~alertcap.pcap.reader.NotACaptureError` if the stream is not
+    a capture; damage later in the file gives a partial summary with warnings.
+    ``tables`` lets tests use small limits.
+    """
+    reader = CaptureReader(stream)
+    tb = tables if tables is not None else Tables()
+    for chunk in reader.chunks():
+        scan(chunk, tb)
+    return Summary(_build(reader, tb, max(top, 0)))
+
+
+def summarise_path(path: str | Path, *, top: int = 10) -> Summary:
+    with open(path, "rb") as f:
+        return summarise(f, top=top)
+
+
+# -- building the dict ---------------------------------------------------------
+
+
+def _addr(raw: bytes) -> str:
+    if len(raw) == 4:
+        return f"{raw[0]}.{raw[1]}.{raw[2]}.{raw[3]}"
+    return ipaddress.IPv6Address(raw).compressed
+
+
+def _iso(t: float | None) -> str | None:
+    if t is None:
+        return None
+    return datetime.fromtimestamp(t, UTC).isoformat().replace("+00:00", "Z")
+
+
+def _top(items: Iterable[Any], n: int, key: Callable[[Any], Any]) -> list[Any]:
+    return heapq.nlargest(n, items, key=key)
+
+
+class _Halves:
+    """Splits a state list's time slices at the boundary nearest mid-capture."""
+
+    def __init__(self, tb: Tables) -> None:
+        used = tb.cur - BIN0 + 1
+        self.split = 0
+        self.split_t = 0
+        if tb.t_first is None or used < 2:
+            return
+        t0, width = tb.t_first, tb.bin_width
+        mid = (t0 + tb.t_last) / 2
+        self.split = min(range(1, used), key=lambda s: abs(t0 + s * width - mid))
+        self.split_t = t0 + self.split * width
+
+    def __call__(self, st: State) -> tuple[int, int]:
+        s = BIN0 + self.split
+        return sum(st[BIN0:s]), sum(st[s:])
+
+
+def _build(reader: CaptureReader, tb: Tables, top: int) -> dict[str, Any]:
+    units = tb.units or 1
+    t_first = tb.t_first / units if tb.t_first is not None else None
+    t_last = tb.t_last / units if tb.t_first is not None else None
+    duration = max((t_last or 0.0) - (t_first or 0.0), 0.0)
+    halves = _Halves(tb)
+
+    # Directional rows: (proto, key, state); key is addrs+ports (flows) or addrs only.
+    rows: list[tuple[int, bytes, State]] = []
+    for proto, table in ((6, tb.tcp), (17, tb.udp)):
+        rows.extend((proto, k, st) for k, st in table.items())
+    rows.extend((k[0], k[1:], st) for k, st in tb.overflow.items())
+    flow_rows = len(rows)
+    rows.extend((k[0], k[1:], st) for k, st in tb.other.items())
+
+    # Bidirectional conversations (TCP/UDP only, like tshark's conv,tcp/udp).
+    convs: dict[tuple[int, bytes], list[int]] = {}
+    for proto, key, st in rows[:flow_rows]:
+        rkey = key[len(key) // 2 :] + key[: len(key) // 2] if len(key) in (8, 32) else None
+        rk = (proto, rkey if rkey is not None else reverse_key(key))
+        c = convs.get(rk) if rk[1] != key else None
+        if c is not None:
+            c[2] += st[PKTS]
+            c[3] += st[BYTES]
+        else:
+            c = convs.setdefault((proto, key), [0] * 7)
+            c[0] += st[PKTS]
+            c[1] += st[BYTES]
+        first, second = halves(st)
+        c[4] += st[RETX]
+        c[5] += first
+        c[6] += second
+
+    def conv_out(item: tuple[tuple[int, bytes], list[int]]) -> dict[str, Any]:
+        (proto, key), c = item
+        aggregated = len(key) in (8, 32)
+        a = (len(key) if aggregated else len(key) - 4) // 2
+        return {
+            "proto": TRANSPORT[proto],
+            "a": _addr(key[:a]),
+            "a_port": None if aggregated else key[2 * a] << 8 | key[2 * a + 1],
+            "b": _addr(key[a : 2 * a]),
+            "b_port": None if aggregated else key[2 * a + 2] << 8 | key[2 * a + 3],
+            "packets": c[0] + c[2],
+            "bytes": c[1] + c[3],
+            "packets_a_to_b": c[0],
+            "bytes_a_to_b": c[1],
+            "packets_b_to_a": c[2],
+            "bytes_b_to_a": c[3],
+            "retransmissions": c[4],
+            "aggregated": aggregated,
+        }
+
+    # Host pairs (every IP packet, like tshark's conv,ip), talkers, ports.
+    pairs: dict[bytes, list[int]] = {}
+    talkers: dict[bytes, list[int]] = {}
+    ports: dict[tuple[int, int], list[int]] = {}
+    for proto, key, st in rows:
+        a = (len(key) - 4) // 2 if len(key) in (12, 36) else len(key) // 2
+        src, dst = key[:a], key[a : 2 * a]
+        first, second = halves(st)
+        back = dst + src
+        p = pairs.get(back) if back != src + dst else None
+        if p is not None:
+            p[2] += st[PKTS]
+            p[3] += st[BYTES]
+        else:
+            p = pairs.setdefault(src + dst, [0] * 4)
+            p[0] += st[PKTS]
+            p[1] += st[BYTES]
+        t = talkers.setdefault(src, [0] * 4)
+        t[0] += st[BYTES]
+        t[1] += st[PKTS]
+        t[2] += first
+        t[3] += second
+        if len(key) in (12, 36) and proto in TRANSPORT:
+            pr = ports.setdefault((proto, key[-2] << 8 | key[-1]), [0] * 3)
+            pr[0] += st[PKTS]
+            pr[1] += first
+            pr[2] += second
+    for pkey, st in tb.overflow_ports.items():
+        first, second = halves(st)
+        pr = ports.setdefault((pkey >> 16, pkey & 0xFFFF), [0] * 3)
+        pr[0] += st[PKTS]
+        pr[1] += first
+        pr[2] += second
+
+    def pair_out(item: tuple[bytes, list[int]]) -> dict[str, Any]:
+        key, p = item
+        a = len(key) // 2
+        return {
+            "a": _addr(key[:a]),
+            "b": _addr(key[a:]),
+            "packets": p[0] + p[2],
+            "bytes": p[1] + p[3],
+            "packets_a_to_b": p[0],
+            "bytes_a_to_b": p[1],
+            "packets_b_to_a": p[2],
+            "bytes_b_to_a": p[3],
+        }
+
+    # Protocol mix.
+    mix: dict[str, list[int]] = {}
+    ip_versions = {"ipv4": 0, "ipv6": 0}
+    for proto, key, st in rows:
+        m = mix.setdefault(IP_PROTOCOLS.get(proto, f"ip-proto-{proto}"), [0, 0])
+        m[0] += st[PKTS]
+        m[1] += st[BYTES]
+        ip_versions["ipv4" if len(key) in (8, 12) else "ipv6"] += st[PKTS]
+    for proto, st in tb.remainder.items():
+        m = mix.setdefault(IP_PROTOCOLS.get(proto, f"ip-proto-{proto}"), [0, 0])
+        m[0] += st[PKTS]
+        m[1] += st[BYTES]
+    for kind, (pk, by) in tb.non_ip.items():
+        m = mix.setdefault(NON_IP_NAMES.get(kind, f"ethertype-0x{kind:04x}"), [0, 0])
+        m[0] += pk
+        m[1] += by
+    protocols = [
+        {
+            "name": name,
+            "packets": pk,
+            "bytes": by,
+            "percent": round(100.0 * pk / tb.packets, 2) if tb.packets else 0.0,
+        }
+        for name, (pk, by) in sorted(mix.items(), key=lambda kv: (-kv[1][0], kv[0]))
+    ]
+
+    # SYNs per second.
+    sps = tb.syn_per_second
+    peak_sec = max(sps, key=lambda s: (sps[s], -s)) if sps else None
+    new_conn = {
+        "peak": sps[peak_sec] if peak_sec is not None else 0,
+        "peak_at": _iso(peak_sec) if peak_sec is not None else None,
+        "average": round(tb.syn / duration, 3) if duration > 0 else float(tb.syn),
+        "seconds_with_syns": len(sps),
+    }
+
+    # What changed between the halves.
+    changes: dict[str, Any] | None = None
+    if halves.split:
+        def grew(items: Iterable[tuple[Any, list[int]]], fi: int) -> list[Any]:
+            return _top(
+                ((k, v[fi], v[fi + 1]) for k, v in items if v[fi] != v[fi + 1]),
+                top,
+                key=lambda r: (abs(r[2] - r[1]), r[2]),
+            )
+
+        split_t = halves.split_t / units
+        conv_changes = []
+        for (proto, key), first, second in grew(convs.items(), 5):
+            d = conv_out(((proto, key), convs[(proto, key)]))
+            conv_changes.append(
+                {k: d[k] for k in ("proto", "a", "a_port", "b", "b_port", "aggregated")}
+                | {"first": first, "second": second, "change": second - first}
+            )
+        changes = {
+            "split_at": split_t,
+            "split_at_iso": _iso(split_t),
+            "first_half_s": round(split_t - (t_first or 0.0), 6),
+            "second_half_s": round((t_last or 0.0) - split_t, 6),
+            "packets": dict(zip(("first", "second"), _total_halves(tb, halves), strict=True)),
+            "conversations": conv_changes,
+            "dst_ports": [
+                {"proto": TRANSPORT[k[0]], "port": k[1], "first": f, "second": s, "change": s - f}
+                for k, f, s in grew(ports.items(), 1)
+            ],
+            "talkers": [
+                {"host": _addr(k), "first": f, "second": s, "change": s - f}
+                for k, f, s in grew(talkers.items(), 2)
+            ],
+        }
+
+    warnings = list(reader.warnings)
+    if tb.short_packets:
+        warnings.append(
+            f"{tb.short_packets} TCP/UDP packets were captured too short to read their ports"
+            " (snap length); they count in totals and host pairs only"
+        )
+    if tb.overflow_packets:
+        warnings.append(
+            f"flow table full ({tb.max_flows} flows): {tb.overflow_packets} packets of later"
+            " flows are counted per host pair without ports (conversations marked aggregated)"
+        )
+    if tb.remainder:
+        warnings.append(
+            f"host table full ({tb.max_hosts} host pairs): "
+            f"{sum(st[PKTS] for st in tb.remainder.values())} packets counted per protocol only"
+        )
+    if tb.dropped_seconds:
+        warnings.append(f"{tb.dropped_seconds} SYNs fell outside the per-second table")
+    unknown = tb.non_ip.get(-4)
+    if unknown:
+        warnings.append(
+            f"link type {reader.linktypes} is not decoded: {unknown[0]} packets counted only"
+        )
+
+    tcp_total = tb.data_segments
+    return {
+        "schema": SCHEMA,
+        "complete": not reader.warnings,
+        "warnings": warnings,
+        "source": {
+            "format": reader.format,
+            "byte_order": reader.byte_order,
+            "timestamp_resolution": "ns" if reader.units == 1_000_000_000 else "us",
+            "link_types": list(reader.linktypes),
+            "snaplen": reader.snaplen,
+            "bytes_read": reader.bytes_read,
+        },
+        "packets": tb.packets,
+        "bytes": tb.wire_bytes,
+        "captured_bytes": tb.captured_bytes,
+        "start": t_first,
+        "end": t_last,
+        "start_iso": _iso(t_first),
+        "end_iso": _iso(t_last),
+        "duration_s": round(duration, 6),
+        "packets_per_s": round(tb.packets / duration, 3) if duration > 0 else None,
+        "bytes_per_s": round(tb.wire_bytes / duration, 3) if duration > 0 else None,
+        "ip_versions": ip_versions,
+        "protocols": protocols,
+        "top_conversations_by_packets": [
+            conv_out(i) for i in _top(convs.items(), top, key=lambda i: i[1][0] + i[1][2])
+        ],
+        "top_conversations_by_bytes": [
+            conv_out(i) for i in _top(convs.items(), top, key=lambda i: i[1][1] + i[1][3])
+        ],
+        "top_host_pairs_by_packets": [
+            pair_out(i) for i in _top(pairs.items(), top, key=lambda i: i[1][0] + i[1][2])
+        ],
+        "top_host_pairs_by_bytes": [
+            pair_out(i) for i in _top(pairs.items(), top, key=lambda i: i[1][1] + i[1][3])
+        ],
+        "top_talkers": [
+            {"host": _addr(k), "bytes": v[0], "packets": v[1]}
+            for k, v in _top(talkers.items(), top, key=lambda i: i[1][0])
+        ],
+        "top_dst_ports": [
+            {"proto": TRANSPORT[k[0]], "port": k[1], "packets": v[0]}
+            for k, v in _top(ports.items(), top, key=lambda i: i[1][0])
+        ],
+        "tcp": {
+            "syn": tb.syn,
+            "syn_ack": tb.syn_ack,
+            "rst": tb.rst,
+            "fin": tb.fin,
+            "retransmissions": tb.retransmissions,
+            "data_segments": tcp_total,
+            "retransmission_percent": (
+                round(100.0 * tb.retransmissions / tcp_total, 3) if tcp_total else 0.0
+            ),
+            "new_connections_per_s": new_conn,
+        },
+        "changes": changes,
+        "limits": {
+            "max_flows": tb.max_flows,
+            "flows_tracked": len(tb.tcp) + len(tb.udp),
+            "max_host_pairs": tb.max_hosts,
+            "overflow_packets": tb.overflow_packets,
+            "approximate": bool(tb.overflow_packets or tb.remainder),
+        },
+    }
+
+
+def _total_halves(tb: Tables, halves: _Halves) -> tuple[int, int]:
+    first = second = 0
+    for table in (tb.tcp, tb.udp, tb.other, tb.overflow, tb.remainder):
+        for st in table.values():
+            f, s = halves(st)
+            first += f
+            second += s
+    # Non-IP packets carry no time slices; they are attributed to neither half.
+    return first, second

@@ -1,0 +1,169 @@
+"""Bounded counting tables that :func:`alertcap.pcap.decode.scan` fills.
+
+Boundary: plain counters keyed by raw header bytes; no decoding (that is
+``decode.py``) and no presentation (``summary.py`` turns these into a Summary).
+
+Memory is bounded by construction:
+
+* ``tcp`` / ``udp`` hold one state list per *directional* flow (5-tuple in the
+  direction the packet travelled), at most ``max_flows`` of them together.
+* Once that limit is reached, packets of flows not already tracked are counted
+  per (protocol, source host, destination host) in ``overflow`` -- exact
+  packet/byte counts, ports lost -- and their destination port in
+  ``overflow_ports``.  ``overflow`` is itself limited to ``max_hosts`` entries;
+  beyond it, and beyond ``max_hosts`` entries in ``other``, packets are counted
+  only per IP protocol in ``remainder``.  Totals therefore stay exact; only the
+  breakdown gets coarser, and the summary says so.
+* ``syn_per_second`` has one entry per second of capture time that saw a SYN,
+  at most ``max_seconds``.
+
+A state list is ``[packets, bytes, retransmissions, next_seq, bin0 .. binN-1]``:
+``next_seq`` is the end of the highest TCP sequence range seen in that
+direction (-1 before the first segment, None for aggregate rows), and the bins
+count packets per time slice of the capture.  The slices start at the first
+packet and double in width (adjacent slices summed) whenever the capture
+outgrows ``NBINS`` of them, so at the end the capture is covered by between
+``NBINS/2`` and ``NBINS`` equal slices; "first half vs second half" is read
+off them at the slice boundary closest to the middle.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+PKTS, BYTES, RETX, NEXT, BIN0 = 0, 1, 2, 3, 4
+NBINS = 16
+MAX_FLOWS = 50_000
+MAX_HOSTS = 20_000
+MAX_SECONDS = 100_000
+
+State = list  # [packets, bytes, retransmissions, next_seq, bins...]
+
+
+def new_state(next_seq: int | None = -1) -> State:
+    return [0, 0, 0, next_seq, *([0] * NBINS)]
+
+
+@dataclass
+class Tables:
+    max_flows: int = MAX_FLOWS
+    max_hosts: int = MAX_HOSTS
+    max_seconds: int = MAX_SECONDS
+    # key: src addr + dst addr + src port + dst port (12 bytes IPv4, 36 IPv6)
+    tcp: dict[bytes, State] = field(default_factory=dict)
+    udp: dict[bytes, State] = field(default_factory=dict)
+    # key: protocol byte + src addr + dst addr: IP traffic without tracked ports
+    other: dict[bytes, State] = field(default_factory=dict)
+    overflow: dict[bytes, State] = field(default_factory=dict)
+    overflow_ports: dict[int, State] = field(default_factory=dict)  # proto << 16 | port
+    remainder: dict[int, State] = field(default_factory=dict)  # IP protocol -> state
+    non_ip: dict[int, list[int]] = field(default_factory=dict)  # see decode.NON_IP_NAMES
+    syn_per_second: dict[int, int] = field(default_factory=dict)
+    # totals
+    packets: int = 0
+    wire_bytes: int = 0
+    captured_bytes: int = 0
+    syn: int = 0
+    syn_ack: int = 0
+    rst: int = 0
+    fin: int = 0
+    retransmissions: int = 0
+    data_segments: int = 0
+    short_packets: int = 0  # captured too short to decode the transport header
+    overflow_packets: int = 0
+    dropped_seconds: int = 0
+    # time, in the file's timestamp units (``units`` per second)
+    units: int = 0
+    t_first: int | None = None
+    t_last: int = 0
+    bin_width: int = 0
+    cur: int = BIN0  # state-list index of the current time slice
+    bin_end: int = -(1 << 62)  # so the first packet always calls advance()
+
+    def set_units(self, units: int) -> None:
+        """Adopt the file's timestamp unit (fixed per file; pcapng is always ns)."""
+        if self.units not in (0, units):
+            raise ValueError(f"timestamp unit changed from {self.units} to {units}")
+        self.units = units
+
+    def advance(self, t: int) -> tuple[int, int]:
+        """Move the current time slice to the one holding ``t``."""
+        if self.t_first is None:
+            self.t_first = t
+            self.bin_width = max(self.units // 1000, 1)  # start with 1 ms slices
+        t0 = self.t_first
+        index = (t - t0) // self.bin_width
+        while index >= NBINS:
+            self._fold()
+            index = (t - t0) // self.bin_width
+        index = max(index, 0)
+        self.cur = BIN0 + index
+        self.bin_end = t0 + (index + 1) * self.bin_width
+        return self.cur, self.bin_end
+
+    def _fold(self) -> None:
+        """Double the slice width: slice i becomes slices 2i + 2i+1."""
+        half = NBINS // 2
+        zeros = [0] * half
+        for table in (
+            self.tcp, self.udp, self.other, self.overflow, self.overflow_ports, self.remainder
+        ):
+            for st in table.values():
+                b = st[BIN0:]
+                st[BIN0:] = [b[i] + b[i + 1] for i in range(0, NBINS, 2)] + zeros
+        self.bin_width *= 2
+
+    def new_flow(self, table: dict[bytes, State], key: bytes, proto: int, cur: int) -> State:
+        """State for a flow seen for the first time (or an aggregate if full)."""
+        if len(self.tcp) + len(self.udp) < self.max_flows:
+            st = new_state()
+            table[key] = st
+            return st
+        # Not stored under ``key``, so later packets of this flow come back here.
+        self.overflow_packets += 1
+        half = (len(key) - 4) // 2
+        port_key = proto << 16 | int.from_bytes(key[-2:], "big")
+        ps = self.overflow_ports.get(port_key)
+        if ps is None:
+            ps = self.overflow_ports[port_key] = new_state(None)
+        ps[PKTS] += 1
+        ps[cur] += 1
+        return self._aggregate(self.overflow, bytes((proto,)) + key[: 2 * half], proto)
+
+    def other_ip(self, proto: int, addrs: bytes, wirelen: int, cur: int) -> None:
+        """Count an IP packet whose ports we don't track (ICMP, fragments, ...)."""
+        key = bytes((proto,)) + addrs
+        st = self.other.get(key)
+        if st is None:
+            st = self._aggregate(self.other, key, proto)
+        st[PKTS] += 1
+        st[BYTES] += wirelen
+        st[cur] += 1
+
+    def _aggregate(self, table: dict[bytes, State], key: bytes, proto: int) -> State:
+        st = table.get(key)
+        if st is not None:
+            return st
+        if len(table) < self.max_hosts:
+            st = table[key] = new_state(None)
+            return st
+        st = self.remainder.get(proto)
+        if st is None:
+            st = self.remainder[proto] = new_state(None)
+        return st
+
+    def count_non_ip(self, kind: int, wirelen: int) -> None:
+        c = self.non_ip.get(kind)
+        if c is None:
+            c = self.non_ip[kind] = [0, 0]
+        c[0] += 1
+        c[1] += wirelen
+
+    def count_syn(self, second: int) -> None:
+        sps = self.syn_per_second
+        if second in sps:
+            sps[second] += 1
+        elif len(sps) < self.max_seconds:
+            sps[second] = 1
+        else:
+            self.dropped_seconds += 1
