@@ -181,19 +181,20 @@ class Local:
     def __init__(self, arm: dict, token: str) -> None:
         self.base = arm["armUrl"]
         self.s = requests.Session()
-        self.s.verify = arm["certPath"]
         self.s.headers["Authorization"] = f"Bearer {token}"
+        # Per request: a session-level verify loses to REQUESTS_CA_BUNDLE from the env.
+        self.kw = {"verify": arm["certPath"], "timeout": 5}
 
     def fault(self, **rule) -> dict:
-        r = self.s.post(f"{self.base}/_localdev/faults", json=rule, timeout=5)
+        r = self.s.post(f"{self.base}/_localdev/faults", json=rule, **self.kw)
         r.raise_for_status()
         return r.json()
 
     def clear(self) -> None:
-        self.s.delete(f"{self.base}/_localdev/faults", timeout=5).raise_for_status()
+        self.s.delete(f"{self.base}/_localdev/faults", **self.kw).raise_for_status()
 
     def requests_log(self) -> list[dict]:
-        r = self.s.get(f"{self.base}/_localdev/requests", timeout=5)
+        r = self.s.get(f"{self.base}/_localdev/requests", **self.kw)
         r.raise_for_status()
         return r.json()["requests"]
 
