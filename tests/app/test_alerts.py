@@ -1,0 +1,89 @@
+"""Every webhook shape an action group can post, against Microsoft's documented samples."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from alertcap.alerts import parse_alert
+from alertcap.errors import InvalidResourceId, NoVmTarget, UnknownAlertSchema
+from alertcap.naming import VmRef, capture_name_for, capture_prefix_for, instance_id_for
+
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "alerts"
+EXPECTED = json.loads((FIXTURES / "expected.json").read_text())
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_fixture_parses_as_documented(name: str) -> None:
+    expected = EXPECTED[name]
+    payload = json.loads((FIXTURES / name).read_text())
+    if not expected["accept"]:
+        with pytest.raises(NoVmTarget) as info:
+            parse_alert(payload)
+        assert info.value.status == 422
+        return
+    parsed = parse_alert(payload)
+    assert parsed.info.schema == expected["schema"]
+    assert parsed.info.condition == expected["condition"]
+    assert parsed.active == (expected["condition"] == "Fired")
+    assert sorted(vm.key for vm in parsed.targets) == sorted(expected["vm_ids"])
+    assert parsed.info.alert_rule == expected["alert_rule"]
+    assert parsed.info.alert_id == expected["alert_id"]
+    assert parsed.info.fired_at == expected["fired_at"]
+    assert parsed.info.severity == expected["severity"]
+    assert parsed.location == expected["location"]
+
+
+def test_mixed_case_ids_are_one_vm() -> None:
+    a = json.loads((FIXTURES / "common-metric-mixed-case.json").read_text())
+    a["data"]["essentials"]["alertTargetIDs"].append(
+        a["data"]["essentials"]["alertTargetIDs"][0].lower())
+    assert len(parse_alert(a).targets) == 1
+
+
+@pytest.mark.parametrize("payload", [
+    [], "text", 42, None, {}, {"schemaId": "somethingElse", "data": {}},
+    {"schemaId": "azureMonitorCommonAlertSchema"},
+    {"schemaId": "azureMonitorCommonAlertSchema", "data": {"essentials": "x"}},
+])
+def test_unknown_shapes_are_422(payload: object) -> None:
+    with pytest.raises(UnknownAlertSchema) as info:
+        parse_alert(payload)
+    assert info.value.status == 422
+
+
+def test_odd_condition_is_refused_not_guessed() -> None:
+    payload = json.loads((FIXTURES / "common-metric-fired.json").read_text())
+    payload["data"]["essentials"]["monitorCondition"] = "Exploded"
+    with pytest.raises(UnknownAlertSchema):
+        parse_alert(payload)
+
+
+@pytest.mark.parametrize("bad", [
+    "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/../../x",
+    "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/sa",
+    "/subscriptions/not-a-guid/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/vm1",
+    "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/vm1?x=1",
+    "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/vm1/extensions/e",
+    "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/r%2Fg/providers/Microsoft.Compute/virtualMachines/vm1",
+    "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/vm\u00e91",
+    "", 7, None,
+])
+def test_vm_ids_are_strict(bad: object) -> None:
+    with pytest.raises(InvalidResourceId):
+        VmRef.parse(bad)
+
+
+def test_names_are_deterministic_and_case_insensitive() -> None:
+    a = VmRef.parse("/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/Demo-RG/providers/Microsoft.Compute/virtualMachines/Web-01")
+    b = VmRef.parse("/subscriptions/00000000-0000-0000-0000-000000000000/resourcegroups/demo-rg/providers/microsoft.compute/virtualmachines/web-01")
+    c = VmRef.parse("/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/other/providers/Microsoft.Compute/virtualMachines/web-01")
+    assert instance_id_for(a) == instance_id_for(b) != instance_id_for(c)
+    assert instance_id_for(a).startswith("alertcap-web-01-")
+    assert capture_prefix_for("alertcap", a) != capture_prefix_for("alertcap", c)
+    from datetime import datetime
+    name = capture_name_for("alertcap", a, datetime(2026, 1, 2, 3, 4, 5))
+    assert name.startswith(capture_prefix_for("alertcap", a)) and name.endswith("20260102030405")
+    assert len(name) <= 80

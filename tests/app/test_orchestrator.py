@@ -1,0 +1,234 @@
+"""The orchestrator generator, stepped through its paths with scripted activities."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+import pytest
+
+from alertcap import names
+from alertcap.errors import AgentMissing
+from alertcap.model import (
+    AgentStatus,
+    AlertInfo,
+    CaptureOptions,
+    CaptureRef,
+    CaptureRequest,
+    CaptureStatus,
+    CaptureSummary,
+    ClearStaleResult,
+    LimitStatus,
+    Notification,
+    ResolvedWatcher,
+    RunInput,
+    RunPolicy,
+    Watcher,
+)
+from orchestrators.capture import capture_run
+from tests.app.orchestration_harness import ActivityFailed, FakeContext, drive, ok
+
+VM = "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/demo-rg/providers/Microsoft.Compute/virtualMachines/vm1"
+WATCHER = Watcher(id="/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/NetworkWatcherRG/providers/Microsoft.Network/networkWatchers/NetworkWatcher_eastus",
+                  name="NetworkWatcher_eastus", resource_group="NetworkWatcherRG",
+                  subscription_id="00000000-0000-0000-0000-000000000000", location="eastus")
+BLOB = "https://acct.blob.core.windows.net/network-watcher-logs/x.cap"
+
+
+def request(time_limit: int = 60, **policy: Any) -> dict[str, Any]:
+    req = CaptureRequest(
+        vm_id=VM, location="eastus",
+        alert=AlertInfo(schema="common", alert_rule="vm1-network-out", fired_at="2026-11-24T01:59:00Z"),
+        options=CaptureOptions(time_limit_seconds=time_limit),
+        policy=RunPolicy(**{"poll_interval_seconds": 10, "max_poll_interval_seconds": 30,
+                            "stop_grace_seconds": 30, "storage_account_id": "/sa", **policy}),
+        status_url="http://127.0.0.1:7071/runtime/webhooks/durabletask/instances/x")
+    return RunInput(req).to_dict()
+
+
+class Scenario:
+    """Activity handlers with a scripted sequence of capture statuses."""
+
+    def __init__(self, statuses: list[str], stop_reason: str = "TimeExceeded") -> None:
+        self.statuses: Iterator[str] = iter(statuses)
+        self.last = "NotStarted"
+        self.stop_reason = stop_reason
+        self.emails: list[dict[str, Any]] = []
+        self.handlers: dict[str, Any] = {
+            names.RESOLVE_WATCHER: lambda p: ok(ResolvedWatcher(WATCHER, "eastus", "default-name")),
+            names.ENSURE_AGENT: lambda p: ok(AgentStatus("AzureNetworkWatcherExtension",
+                                                         "NetworkWatcherAgentLinux", "1.4")),
+            names.CLEAR_STALE_CAPTURE: lambda p: ok(ClearStaleResult(())),
+            names.CHECK_LIMIT: lambda p: ok(LimitStatus(3, 10000)),
+            names.CREATE_CAPTURE: lambda p: ok(CaptureRef(WATCHER, p["name"], "/pc/" + p["name"])),
+            names.GET_CAPTURE_STATUS: self.status,
+            names.STOP_CAPTURE: self.stop,
+            names.SUMMARISE_CAPTURE: lambda p: ok(CaptureSummary(
+                blob_url=p["storage_path"], summary={"packets": 1234})),
+            names.NOTIFY: self.notify,
+        }
+
+    def status(self, payload: dict[str, Any]) -> dict[str, Any]:
+        self.last = next(self.statuses, self.last)
+        terminal = self.last in ("Stopped", "Error")
+        return ok(CaptureStatus(
+            self.last, stop_reason=self.stop_reason if self.last == "Stopped" else None,
+            errors=("CaptureFailed",) if self.last == "Error" else (),
+            storage_path=BLOB if terminal else None))
+
+    def stop(self, payload: dict[str, Any]) -> dict[str, Any]:
+        self.last = "Stopped"
+        return ok(CaptureStatus("Stopped", stop_reason="ManuallyStopped", storage_path=BLOB))
+
+    def notify(self, payload: dict[str, Any]) -> dict[str, Any]:
+        self.emails.append(payload)
+        return ok(Notification("msg-1", ("oncall@example.com",), "Succeeded"))
+
+
+def run(scenario: Scenario, ctx_input: dict[str, Any] | None = None, **ctx_args: Any
+        ) -> tuple[FakeContext, Any]:
+    ctx = FakeContext(ctx_input or request(), scenario.handlers, **ctx_args)
+    return ctx, drive(ctx, capture_run(ctx))
+
+
+def called(ctx: FakeContext) -> list[str]:
+    return [name for name, _ in ctx.calls]
+
+
+def test_success_chains_every_step_and_reports_the_capture() -> None:
+    scenario = Scenario(["NotStarted", "Running", "Running", "Stopped"])
+    ctx, out = run(scenario)
+    assert called(ctx)[:5] == [names.RESOLVE_WATCHER, names.ENSURE_AGENT,
+                               names.CLEAR_STALE_CAPTURE, names.CHECK_LIMIT, names.CREATE_CAPTURE]
+    assert called(ctx)[-2:] == [names.SUMMARISE_CAPTURE, names.NOTIFY]
+    assert names.STOP_CAPTURE not in called(ctx)
+    assert out["schema"] == "alertcap.run/1"
+    assert out["outcome"] == "captured"
+    assert out["reason"] == "TimeExceeded"
+    assert out["stopped_by"] == "network-watcher"
+    assert out["capture"]["name"].startswith("alertcap-vm1-")
+    assert out["capture"]["name"].endswith("-20261124020000")
+    assert out["summary"]["summary"]["packets"] == 1234
+    assert out["notification"]["message_id"] == "msg-1"
+    assert out["polls"] == 4
+    # The operator saw the capture progress in the custom status.
+    capturing = [s for s in ctx.statuses if s["phase"] == "capturing"]
+    assert [s["captureStatus"] for s in capturing] == ["NotStarted", "Running", "Running", "Stopped"]
+    assert capturing[-1]["elapsedSeconds"] > capturing[0]["elapsedSeconds"]
+    assert ctx.statuses[-1]["phase"] == "done"
+    # The email got the whole result, and its idempotency key is stable for the run.
+    assert scenario.emails[0]["run"]["outcome"] == "captured"
+    assert scenario.emails[0]["idempotency_key"] == f"{ctx.instance_id}/2026-11-24T02:00:00Z"
+
+
+def test_clear_stale_only_targets_this_vms_prefix_and_keeps_the_new_name() -> None:
+    ctx, _ = run(Scenario(["Stopped"]))
+    clear = dict(ctx.calls)[names.CLEAR_STALE_CAPTURE]
+    create = dict(ctx.calls)[names.CREATE_CAPTURE]
+    assert create["name"].startswith(clear["name_prefix"])
+    assert clear["keep_name"] == create["name"]
+    assert dict(ctx.calls)[names.CHECK_LIMIT]["limit"] == 10000
+
+
+def test_poll_interval_grows_to_the_maximum() -> None:
+    ctx, _ = run(Scenario(["Running"] * 6 + ["Stopped"]), request(time_limit=600))
+    gaps = [(t.fire_at - prev).total_seconds() for t, prev in
+            zip(ctx.timers, [datetime(2026, 11, 24, 2, 0, 5)] + [t.fire_at for t in ctx.timers],
+                strict=False)]
+    assert gaps[1] < gaps[-1]
+    assert max(gaps) <= 31
+
+
+def test_capture_error_is_notified_as_a_failure_naming_the_cause() -> None:
+    scenario = Scenario(["Running", "Error"])
+    ctx, out = run(scenario)
+    assert out["outcome"] == "failed"
+    assert "CaptureFailed" in out["reason"]
+    assert out["error"]["type"] == "CaptureFailed"
+    assert names.SUMMARISE_CAPTURE not in called(ctx)
+    assert called(ctx)[-1] == names.NOTIFY
+    assert scenario.emails[0]["run"]["outcome"] == "failed"
+
+
+def test_deadline_stops_the_capture() -> None:
+    # Network Watcher never stops it: after time limit + grace we do.
+    scenario = Scenario(["Running"] * 1000)
+    ctx, out = run(scenario, request(time_limit=60, stop_grace_seconds=30,
+                                     polls_per_generation=1000))
+    assert names.STOP_CAPTURE in called(ctx)
+    assert out["stopped_by"] == "deadline"
+    assert out["outcome"] == "captured"
+    created = datetime(2026, 11, 24, 2, 0, 5)
+    assert (ctx.now - created).total_seconds() >= 90
+    assert all(t.fire_at <= datetime(2026, 11, 24, 2, 1, 35) for t in ctx.timers)
+
+
+def test_stop_event_ends_the_capture_early() -> None:
+    scenario = Scenario(["Running"] * 100)
+    ctx, out = run(scenario, request(time_limit=3600),
+                   stop_at=datetime(2026, 11, 24, 2, 0, 40))
+    assert out["stopped_by"] == "operator"
+    assert out["reason"] == "ManuallyStopped"
+    assert called(ctx).count(names.STOP_CAPTURE) == 1
+    assert any(t.cancelled for t in ctx.timers)
+    assert ctx.now < datetime(2026, 11, 24, 2, 2, 0)
+
+
+def test_permanent_error_fails_fast_and_is_notified() -> None:
+    scenario = Scenario(["Running"])
+    scenario.handlers[names.ENSURE_AGENT] = lambda p: {"error": AgentMissing(
+        "the Network Watcher agent is not installed on vm1").to_dict()}
+    ctx, out = run(scenario)
+    assert called(ctx) == [names.RESOLVE_WATCHER, names.ENSURE_AGENT, names.NOTIFY]
+    assert out["outcome"] == "failed"
+    assert out["error"]["type"] == "AgentMissing"
+    assert "not installed on vm1" in out["reason"]
+    assert scenario.emails[0]["run"]["error"]["code"] == "AgentMissing"
+
+
+def test_activity_failure_after_retries_stops_the_running_capture_and_notifies() -> None:
+    scenario = Scenario(["Running"])
+    polls = {"n": 0}
+
+    def flaky(payload: dict[str, Any]) -> dict[str, Any]:
+        polls["n"] += 1
+        if polls["n"] > 2:
+            raise ActivityFailed("Activity function 'get_capture_status' failed: 503")
+        return scenario.status(payload)
+
+    scenario.handlers[names.GET_CAPTURE_STATUS] = flaky
+    ctx, out = run(scenario, request(time_limit=600))
+    assert out["outcome"] == "failed"
+    assert "get_capture_status" in out["reason"]
+    assert called(ctx)[-2:] == [names.STOP_CAPTURE, names.NOTIFY]
+    assert out["stopped_by"] == "failure"
+
+
+def test_notify_failure_fails_the_instance_so_rewind_can_resend() -> None:
+    scenario = Scenario(["Stopped"])
+
+    def down(payload: dict[str, Any]) -> dict[str, Any]:
+        raise ActivityFailed("Activity function 'notify' failed: email service 503")
+
+    scenario.handlers[names.NOTIFY] = down
+    with pytest.raises(ActivityFailed):
+        run(scenario)
+
+
+def test_history_is_bounded_by_continue_as_new_and_resumes_the_monitor() -> None:
+    scenario = Scenario(["Running"] * 50)
+    ctx, out = run(scenario, request(time_limit=18000, polls_per_generation=5))
+    assert out is None
+    assert called(ctx).count(names.GET_CAPTURE_STATUS) == 5
+    carried = ctx.continued_with
+    assert carried["monitor"]["generation"] == 1
+    assert carried["monitor"]["polls"] == 5
+
+    # The next generation goes straight to monitoring the same capture.
+    scenario2 = Scenario(["Running", "Stopped"])
+    ctx2, out2 = run(scenario2, carried, now=ctx.now)
+    assert names.CREATE_CAPTURE not in called(ctx2)
+    assert out2["capture"]["name"] == carried["monitor"]["capture"]["name"]
+    assert out2["polls"] == 7
+    assert out2["started_at"] == "2026-11-24T02:00:00Z"
