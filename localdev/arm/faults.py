@@ -28,7 +28,7 @@ DEFAULT_CODES = {
     503: "ServiceUnavailable",
     504: "GatewayTimeout",
 }
-KINDS = {"http", "captureError", "agentMissing"}
+KINDS = frozenset({"http", "captureError", "agentMissing"})
 
 
 @dataclass
@@ -49,9 +49,9 @@ class Rule:
         return True
 
 
-def validate(spec: object) -> dict:
-    if not isinstance(spec, dict) or spec.get("kind", "http") not in KINDS:
-        raise ValueError(f"a fault rule is an object with kind in {sorted(KINDS)}")
+def validate(spec: object, kinds: frozenset[str] = KINDS) -> dict:
+    if not isinstance(spec, dict) or spec.get("kind", "http") not in kinds:
+        raise ValueError(f"a fault rule is an object with kind in {sorted(kinds)}")
     spec = {"kind": "http", **spec}
     if spec["kind"] == "http":
         status = spec.get("status")
@@ -68,9 +68,10 @@ def validate(spec: object) -> dict:
 class Faults:
     rules: list[Rule] = field(default_factory=list)
     log: deque = field(default_factory=lambda: deque(maxlen=1000))
+    kinds: frozenset[str] = KINDS  # the email endpoint has its own kinds
 
     def add(self, spec: dict) -> Rule:
-        spec = validate(spec)
+        spec = validate(spec, self.kinds)
         rule = Rule(
             spec,
             remaining=int(spec["count"]) if "count" in spec else None,
@@ -96,14 +97,11 @@ class Faults:
                 return s
         return None
 
-    def take_capture_error(self, capture_name: str) -> dict | None:
+    def take(self, kind: str, name: str = "") -> dict | None:
+        """The first rule of KIND whose nameContains matches NAME and that fires now."""
         for rule in self.rules:
             s = rule.spec
-            if (
-                s["kind"] == "captureError"
-                and s.get("nameContains", "") in capture_name
-                and rule.fires()
-            ):
+            if s["kind"] == kind and s.get("nameContains", "") in name and rule.fires():
                 return s
         return None
 

@@ -436,7 +436,7 @@ class ArmServer:
             connection_string=conn,
             blob=blob,
             local_file=local_file,
-            fault=self.faults.take_capture_error(name),
+            fault=self.faults.take("captureError", name),
         )
         self.captures[key] = cap
         await cap.start()

@@ -1,0 +1,1 @@
+"""Local Azure Communication Services Email endpoint with an on-disk inbox."""
