@@ -33,7 +33,7 @@ import traceback
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -92,11 +92,11 @@ class UnknownOrchestrator(Exception):
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def iso(dt: datetime) -> str:
-    return dt.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def parse_iso(text: str) -> datetime:
@@ -107,7 +107,7 @@ def parse_iso(text: str) -> datetime:
         text = f"{head}.{frac[:6].ljust(6, '0')}"
     else:
         text += ".000000"
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%f").replace(tzinfo=timezone.utc)
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%f").replace(tzinfo=UTC)
 
 
 def flatten(actions: list[Any]) -> list[dict[str, Any]]:
@@ -230,18 +230,7 @@ class Engine:
         event = {k: v for k, v in msg.event.items() if not k.startswith("_")}
         event["IsPlayed"] = False
         started = _event(ORCHESTRATOR_STARTED)
-        context = {
-            "history": [{**e, "IsPlayed": True} for e in history] + [started, event],
-            "input": inst.input,
-            "instanceId": instance_id,
-            "isReplaying": bool(history),
-            "parentInstanceId": inst.parent_id,
-            "upperSchemaVersion": 1,
-            "upperSchemaVersionNew": 2,
-            "longRunningTimerIntervalDuration": "3.00:00:00",
-            "maximumShortTimerDuration": "6.00:00:00",
-            "defaultHttpAsyncRequestSleepTimeMillseconds": 30000,
-        }
+        context = build_context(inst, history, [started, event])
         info = self.functions.get(inst.name)
         invocation_id = new_invocation_id()
         with logs.invocation(inst.name, "(null)", invocation_id) as outcome:
@@ -327,7 +316,7 @@ class Engine:
             if policy and policy["kind"] == "task":
                 timer_id = self._next_id(inst)
                 fire_at = datetime.fromtimestamp(
-                    time.time() + policy["interval_ms"] / 1000, timezone.utc
+                    time.time() + policy["interval_ms"] / 1000, UTC
                 )
                 self._schedule_timer(inst, ep, timer_id, fire_at)
                 retries[str(timer_id)] = {**policy, "kind": "timer"}
@@ -684,13 +673,42 @@ class Engine:
                     event = _event(
                         TASK_FAILED, TaskScheduledId=item.task_id,
                         Reason=f"Activity function '{item.name}' failed: {exc}",
-                        Details="".join(traceback.format_exception(exc)).strip(),
+                        Details=_user_traceback(exc),
                     )
             event["_execution"] = item.execution_id
             with self.store.tx():
                 if self.store.delete_activity(item.id):
                     self.store.send(item.instance_id, event)
             self.wake()
+
+
+def build_context(
+    inst: Instance, history: list[dict[str, Any]], new_events: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """The orchestration context JSON the extension sends (OutOfProcOrchestrationShim)."""
+    return {
+        "history": [{**e, "IsPlayed": True} for e in history]
+        + [{**e, "IsPlayed": False} for e in new_events],
+        "input": inst.input,
+        "instanceId": inst.instance_id,
+        "isReplaying": bool(history),
+        "parentInstanceId": inst.parent_id,
+        "upperSchemaVersion": 1,
+        "upperSchemaVersionNew": 2,
+        "longRunningTimerIntervalDuration": "3.00:00:00",
+        "maximumShortTimerDuration": "6.00:00:00",
+        "defaultHttpAsyncRequestSleepTimeMillseconds": 30000,
+    }
+
+
+def _user_traceback(exc: BaseException) -> str:
+    """The exception's traceback without this host's own frames."""
+    te = traceback.TracebackException.from_exception(exc)
+    te.stack = traceback.StackSummary.from_list(
+        [f for f in te.stack if "localdev/host" not in f.filename
+         and "concurrent/futures" not in f.filename]
+    )
+    return "".join(te.format()).strip()
 
 
 def _run_orchestrator(

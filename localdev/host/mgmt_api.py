@@ -76,9 +76,8 @@ def status_time(iso_text: str) -> str:
 def _flag(query: Any, name: str, default: bool) -> bool:
     # The SDK sends Python's `True`; the extension parses booleans case-insensitively.
     for key, value in query.items():
-        if key.lower() == name.lower():
-            if value.lower() in ("true", "false"):
-                return value.lower() == "true"
+        if key.lower() == name.lower() and value.lower() in ("true", "false"):
+            return value.lower() == "true"
     return default
 
 
@@ -344,7 +343,7 @@ class ManagementApi:
 _INVALID = object()
 
 
-def _body_as_json_text(body: str) -> str | None | object:
+def _body_as_json_text(body: str) -> str | object | None:
     """The body carries JSON; the SDK wraps its (already JSON) text in a JSON string."""
     if not body.strip():
         return None

@@ -14,7 +14,7 @@ import asyncio
 import json
 import os
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -86,10 +86,8 @@ async def ops(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> f
     elif op == "purge":
         result = (await client.purge_instance_history(iid)).instances_deleted
     elif op == "purge_by":
-        from datetime import datetime, timezone
-
         purged = await client.purge_instance_history_by(
-            created_time_from=datetime(2000, 1, 1, tzinfo=timezone.utc),
+            created_time_from=datetime(2000, 1, 1, tzinfo=UTC),
             runtime_status=[df.OrchestrationRuntimeStatus(req.params["runtimeStatus"])],
         )
         result = purged.instances_deleted
