@@ -53,6 +53,7 @@ def test_start_returns_check_status_response_and_chain_completes(host: HostProce
 
 def test_status_while_running_is_202_with_location(host: HostProcess) -> None:
     host.start_orchestration("sleepy", "sleepy-202", 1.5)
+    host.wait("sleepy-202", ("Running",))
     resp = host.webhook("GET", "instances/sleepy-202")
     assert resp.status == 202
     assert resp.headers["Retry-After"] == "5"
