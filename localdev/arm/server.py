@@ -204,10 +204,8 @@ class ArmServer:
         base = f"https://{request.host}/subscriptions/{self.config.subscription}/providers"
         kind = "operations" if header == "Azure-AsyncOperation" else "operationResults"
         url = f"{base}/{location}/{kind}/{op.id}?api-version={request.query['api-version']}"
-        headers = {header: url}
-        if self.config.lro_retry_after:
-            headers["Retry-After"] = str(self.config.lro_retry_after)
-        return headers
+        # Always sent, as ARM does; azure-core prefers it over polling_interval unless 0.
+        return {header: url, "Retry-After": str(self.config.lro_retry_after)}
 
     def _async_op_status(self, op_id: str) -> web.Response:
         op = self.ops.get(op_id)
@@ -223,9 +221,10 @@ class ArmServer:
         if op is None:
             raise ArmError(404, "OperationNotFound", f"Operation '{op_id}' was not found.")
         if not op.done.is_set():
-            headers = {"Location": str(request.url)}
-            if self.config.lro_retry_after:
-                headers["Retry-After"] = str(self.config.lro_retry_after)
+            headers = {
+                "Location": str(request.url),
+                "Retry-After": str(self.config.lro_retry_after),
+            }
             return web.Response(status=202, headers=headers)
         if op.error:
             return error_response(

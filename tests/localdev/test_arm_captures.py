@@ -55,7 +55,7 @@ def _blob_packets(blob_store, storage_path: str):
 
 
 def _tcpdumps_under(state: Path) -> list[str]:
-    out = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    out = subprocess.run(["ps", "-ww", "-eo", "args"], capture_output=True, text=True).stdout
     return [line for line in out.splitlines() if "tcpdump" in line and str(state) in line]
 
 
