@@ -25,9 +25,12 @@ class Operation:
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
 
+MAX_OPERATIONS = 10000  # every queryStatus poll makes one; keep the newest
+
+
 class Operations:
     def __init__(self) -> None:
-        self._ops: dict[str, Operation] = {}
+        self._ops: dict[str, Operation] = {}  # insertion-ordered: oldest first
 
     def start(self, work: Awaitable[tuple[int, object]]) -> Operation:
         """Run WORK (returns final status code and body); failures become status Failed.
@@ -36,6 +39,8 @@ class Operations:
         """
         op = Operation(secrets.token_hex(16))
         self._ops[op.id] = op
+        while len(self._ops) > MAX_OPERATIONS:
+            del self._ops[next(iter(self._ops))]
 
         async def run() -> None:
             try:

@@ -5,6 +5,21 @@ calls on the in-memory world (config.Config), capture sessions (captures.Capture
 long-running operations (operations.Operations), answering with ARM's shapes, status
 codes and LRO headers. Paths are matched case-insensitively, as ARM does.
 Test-only routes live under ``/_localdev/`` and need the bearer token too.
+
+Routes (all need ``Authorization: Bearer <token from /msi/token>``; ARM ones need
+``api-version``):
+
+* ``GET /subscriptions/{s}/providers/Microsoft.Network/networkWatchers`` (list_all)
+* ``GET .../resourceGroups/{rg}/providers/Microsoft.Network/networkWatchers[/{nw}]``
+* ``.../networkWatchers/{nw}/packetCaptures``: GET (list); ``/{name}``: PUT (201 +
+  Azure-AsyncOperation + Retry-After), GET, DELETE (202 + Location, 204 if absent);
+  ``/{name}/stop`` and ``/{name}/queryStatus``: POST (202 + Location)
+* ``GET /subscriptions/{s}/providers/{ns}/locations/{loc}/operations/{id}`` (async
+  status) and ``.../operationResults/{id}`` (202 until done, then the final result)
+* ``GET .../providers/Microsoft.Compute/virtualMachines/{vm}``;
+  ``.../virtualMachines/{vm}/extensions/{name}``: GET, PUT (install agent), DELETE
+* ``/_localdev/faults``: GET, POST (a rule, see faults.py), DELETE (clear all);
+  ``/_localdev/requests``: GET (recent method/path/status/timestamp), DELETE
 """
 
 from __future__ import annotations
