@@ -31,13 +31,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--app-dir", type=Path, default=Path.cwd())
     parser.add_argument("--port", type=int, default=7071, help="0 picks a free port")
     parser.add_argument(
-        "--rpc-port", type=int, default=-1,
+        "--rpc-port",
+        type=int,
+        default=-1,
         help="internal Durable RPC port (default: port+10000; 0 picks a free port)",
     )
-    parser.add_argument("--state-dir", type=Path, default=None,
-                        help="default: <app-dir>/.localdev")
-    parser.add_argument("--settings", type=Path, default=None,
-                        help='JSON file {"Values": {...}} applied after local.settings.json')
+    parser.add_argument("--state-dir", type=Path, default=None, help="default: <app-dir>/.localdev")
+    parser.add_argument(
+        "--settings",
+        type=Path,
+        default=None,
+        help='JSON file {"Values": {...}} applied after local.settings.json',
+    )
     return parser.parse_args(argv)
 
 
@@ -53,8 +58,9 @@ async def main_async(args: argparse.Namespace) -> None:
     keys = load_or_create(state_dir)
     store = Store(state_dir / "durable.sqlite3")
     engine = Engine(store, functions, config, app_dir)
-    host = Host(app_dir=app_dir, config=config, functions=functions, keys=keys,
-                store=store, engine=engine)
+    host = Host(
+        app_dir=app_dir, config=config, functions=functions, keys=keys, store=store, engine=engine
+    )
     await host.start(args.port, args.rpc_port)
     await engine.start()
 
@@ -64,20 +70,36 @@ async def main_async(args: argparse.Namespace) -> None:
     for info in functions.values():
         if info.kind == "http":
             methods = ",".join(info.methods) or "*"
-            logs.log.info("  %s: [%s] %s%s/%s (auth: %s)", info.name, methods,
-                          host.urls.base, prefix, info.route, info.auth_level)
+            logs.log.info(
+                "  %s: [%s] %s%s/%s (auth: %s)",
+                info.name,
+                methods,
+                host.urls.base,
+                prefix,
+                info.route,
+                info.auth_level,
+            )
         else:
             logs.log.info("  %s: %sTrigger", info.name, info.kind)
     logs.log.info("Durable management API: %s%s/", host.urls.base, WEBHOOK_PATH)
     logs.log.info("Durable RPC endpoint (internal): %s", host.urls.rpc_base)
-    logs.log.info("Keys (master, function 'default', system 'durabletask_extension'): %s",
-                  keys.path)
+    logs.log.info(
+        "Keys (master, function 'default', system 'durabletask_extension'): %s", keys.path
+    )
     runtime = state_dir / "host-runtime.json"
-    runtime.write_text(json.dumps({
-        "baseUrl": host.urls.base, "rpcBaseUrl": host.urls.rpc_base,
-        "webhookBaseUrl": host.urls.webhook, "keysFile": str(keys.path),
-        "pid": os.getpid(), "taskHub": config.hub_name,
-    }, indent=2))
+    runtime.write_text(
+        json.dumps(
+            {
+                "baseUrl": host.urls.base,
+                "rpcBaseUrl": host.urls.rpc_base,
+                "webhookBaseUrl": host.urls.webhook,
+                "keysFile": str(keys.path),
+                "pid": os.getpid(),
+                "taskHub": config.hub_name,
+            },
+            indent=2,
+        )
+    )
     logs.log.info("Host started: %s", host.urls.base)
 
     stop = asyncio.Event()

@@ -59,8 +59,14 @@ EXECUTION_SUSPENDED, EXECUTION_RESUMED = 19, 20
 
 # DurableTask.Core.OrchestrationStatus, as stored in ExecutionCompleted.
 ORCHESTRATION_STATUS = {
-    "Running": 0, "Completed": 1, "ContinuedAsNew": 2, "Failed": 3,
-    "Canceled": 4, "Terminated": 5, "Pending": 6, "Suspended": 7,
+    "Running": 0,
+    "Completed": 1,
+    "ContinuedAsNew": 2,
+    "Failed": 3,
+    "Canceled": 4,
+    "Terminated": 5,
+    "Pending": 6,
+    "Suspended": 7,
 }
 
 # Out-of-proc ActionType codes.
@@ -69,9 +75,13 @@ CONTINUE_AS_NEW, CREATE_TIMER, WAIT_EVENT = 4, 5, 6
 WHEN_ANY, WHEN_ALL = 11, 12
 
 OUT_OF_PROC_MARKER = "\n\n$OutOfProcData$:"
-RESULT_EVENTS = {TASK_COMPLETED: "TaskScheduledId", TASK_FAILED: "TaskScheduledId",
-                 TIMER_FIRED: "TimerId", SUB_COMPLETED: "TaskScheduledId",
-                 SUB_FAILED: "TaskScheduledId"}
+RESULT_EVENTS = {
+    TASK_COMPLETED: "TaskScheduledId",
+    TASK_FAILED: "TaskScheduledId",
+    TIMER_FIRED: "TimerId",
+    SUB_COMPLETED: "TaskScheduledId",
+    SUB_FAILED: "TaskScheduledId",
+}
 SCHEDULE_EVENTS = (TASK_SCHEDULED, TIMER_CREATED, SUB_CREATED)
 
 
@@ -125,8 +135,13 @@ def flatten(actions: list[Any]) -> list[dict[str, Any]]:
 
 
 def _event(event_type: int, event_id: int = -1, **fields: Any) -> dict[str, Any]:
-    return {"EventType": event_type, "EventId": event_id, "IsPlayed": False,
-            "Timestamp": iso(utcnow()), **fields}
+    return {
+        "EventType": event_type,
+        "EventId": event_id,
+        "IsPlayed": False,
+        "Timestamp": iso(utcnow()),
+        **fields,
+    }
 
 
 def _fresh_engine_state() -> dict[str, Any]:
@@ -221,8 +236,10 @@ class Engine:
         if msg is None:
             return
         history = store.history(instance_id)
-        if inst is None or inst.status not in ACTIVE or not self._deliverable(
-            inst, msg.event, history
+        if (
+            inst is None
+            or inst.status not in ACTIVE
+            or not self._deliverable(inst, msg.event, history)
         ):
             with store.tx():
                 store.delete_message(msg.id)
@@ -235,8 +252,11 @@ class Engine:
         invocation_id = new_invocation_id()
         with logs.invocation(inst.name, "(null)", invocation_id) as outcome:
             if info is None or info.kind != "orchestrator":
-                state, error = None, f"The function '{inst.name}' doesn't exist, is disabled, " \
-                    "or is not an orchestrator function."
+                state, error = (
+                    None,
+                    f"The function '{inst.name}' doesn't exist, is disabled, "
+                    "or is not an orchestrator function.",
+                )
             else:
                 loop = asyncio.get_running_loop()
                 state, error = await loop.run_in_executor(
@@ -303,8 +323,9 @@ class Engine:
         if send:
             self.store.send(
                 inst.instance_id,
-                _event(TIMER_FIRED, TimerId=timer_id, FireAt=iso(fire_at),
-                       _execution=inst.execution_id),
+                _event(
+                    TIMER_FIRED, TimerId=timer_id, FireAt=iso(fire_at), _execution=inst.execution_id
+                ),
                 visible_at=fire_at.timestamp(),
             )
 
@@ -315,9 +336,7 @@ class Engine:
             policy = retries.get(str(event.get("TaskScheduledId")))
             if policy and policy["kind"] == "task":
                 timer_id = self._next_id(inst)
-                fire_at = datetime.fromtimestamp(
-                    time.time() + policy["interval_ms"] / 1000, UTC
-                )
+                fire_at = datetime.fromtimestamp(time.time() + policy["interval_ms"] / 1000, UTC)
                 self._schedule_timer(inst, ep, timer_id, fire_at)
                 retries[str(timer_id)] = {**policy, "kind": "timer"}
         elif etype == TIMER_FIRED:
@@ -357,7 +376,10 @@ class Engine:
                     if kind == CALL_ACTIVITY_RETRY:
                         opts = action.get("retryOptions") or {}
                         inst.engine_state["retries"][str(task_id)] = {
-                            "kind": "task", "name": name, "input": input_, "attempt": 1,
+                            "kind": "task",
+                            "name": name,
+                            "input": input_,
+                            "attempt": 1,
                             "max": int(opts.get("maxNumberOfAttempts") or 1),
                             "interval_ms": int(opts.get("firstRetryIntervalInMilliseconds") or 0),
                         }
@@ -367,7 +389,10 @@ class Engine:
                 elif kind == CREATE_TIMER:
                     task_id = self._next_id(inst)
                     self._schedule_timer(
-                        inst, ep, task_id, parse_iso(action["fireAt"]),
+                        inst,
+                        ep,
+                        task_id,
+                        parse_iso(action["fireAt"]),
                         send=not action.get("isCanceled"),
                     )
                 elif kind == WAIT_EVENT:
@@ -384,20 +409,27 @@ class Engine:
         inst.updated_at = iso(now)
         if error is not None:
             message = f"Orchestrator function '{inst.name}' failed: {error}"
-            ep.events.append(_event(
-                EXECUTION_COMPLETED, OrchestrationStatus=ORCHESTRATION_STATUS["Failed"],
-                Result=message, FailureDetails={"ErrorType": "Exception", "ErrorMessage": message},
-            ))
+            ep.events.append(
+                _event(
+                    EXECUTION_COMPLETED,
+                    OrchestrationStatus=ORCHESTRATION_STATUS["Failed"],
+                    Result=message,
+                    FailureDetails={"ErrorType": "Exception", "ErrorMessage": message},
+                )
+            )
             self._finish(inst, "Failed", json.dumps(message), ep)
         elif continue_as_new is not None:
             self._continue_as_new(inst, continue_as_new.get("input"))
             return
         elif state is not None and state.get("isDone"):
             output = json.dumps(state.get("output"))
-            ep.events.append(_event(
-                EXECUTION_COMPLETED, OrchestrationStatus=ORCHESTRATION_STATUS["Completed"],
-                Result=output,
-            ))
+            ep.events.append(
+                _event(
+                    EXECUTION_COMPLETED,
+                    OrchestrationStatus=ORCHESTRATION_STATUS["Completed"],
+                    Result=output,
+                )
+            )
             self._finish(inst, "Completed", output, ep)
         else:
             ep.events.append(_event(ORCHESTRATOR_COMPLETED))
@@ -420,9 +452,12 @@ class Engine:
                 result = _event(SUB_COMPLETED, TaskScheduledId=inst.parent_task_id, Result=output)
             else:
                 reason = json.loads(output) if output else status
-                result = _event(SUB_FAILED, TaskScheduledId=inst.parent_task_id,
-                                Reason=f"Sub-orchestration '{inst.name}' {status.lower()}: "
-                                f"{reason}", Details=None)
+                result = _event(
+                    SUB_FAILED,
+                    TaskScheduledId=inst.parent_task_id,
+                    Reason=f"Sub-orchestration '{inst.name}' {status.lower()}: {reason}",
+                    Details=None,
+                )
             self.store.send(inst.parent_id, result)
 
     def _continue_as_new(self, inst: Instance, new_input: str | None) -> None:
@@ -433,8 +468,7 @@ class Engine:
         self.store.replace_history(inst.instance_id, [])
         # Results and timers of the old generation are void; raised events are kept.
         self.store.delete_messages(
-            inst.instance_id, (TASK_COMPLETED, TASK_FAILED, TIMER_FIRED, SUB_COMPLETED,
-                               SUB_FAILED)
+            inst.instance_id, (TASK_COMPLETED, TASK_FAILED, TIMER_FIRED, SUB_COMPLETED, SUB_FAILED)
         )
         self.store.delete_activities(inst.instance_id)
         self.store.send(inst.instance_id, self._execution_started(inst))
@@ -446,30 +480,45 @@ class Engine:
         name = action["functionName"]
         child_id = action.get("instanceId") or uuid.uuid4().hex
         input_ = action.get("input")
-        ep.events.append(_event(SUB_CREATED, task_id, Name=name, Version="",
-                                InstanceId=child_id, Input=input_))
+        ep.events.append(
+            _event(SUB_CREATED, task_id, Name=name, Version="", InstanceId=child_id, Input=input_)
+        )
         try:
             self._create(name, child_id, input_, parent=(inst.instance_id, task_id))
         except (AlreadyExists, UnknownOrchestrator) as exc:
-            self.store.send(inst.instance_id, _event(
-                SUB_FAILED, TaskScheduledId=task_id, Reason=str(exc), Details=None))
+            self.store.send(
+                inst.instance_id,
+                _event(SUB_FAILED, TaskScheduledId=task_id, Reason=str(exc), Details=None),
+            )
 
     def _execution_started(self, inst: Instance) -> dict[str, Any]:
         parent = None
         if inst.parent_id:
-            parent = {"Name": None, "OrchestrationInstance": {"InstanceId": inst.parent_id},
-                      "TaskScheduleId": inst.parent_task_id}
+            parent = {
+                "Name": None,
+                "OrchestrationInstance": {"InstanceId": inst.parent_id},
+                "TaskScheduleId": inst.parent_task_id,
+            }
         return _event(
-            EXECUTION_STARTED, Name=inst.name, Version="", Input=inst.input,
-            OrchestrationInstance={"InstanceId": inst.instance_id,
-                                   "ExecutionId": inst.execution_id},
-            ParentInstance=parent, Tags=None,
+            EXECUTION_STARTED,
+            Name=inst.name,
+            Version="",
+            Input=inst.input,
+            OrchestrationInstance={
+                "InstanceId": inst.instance_id,
+                "ExecutionId": inst.execution_id,
+            },
+            ParentInstance=parent,
+            Tags=None,
         )
 
     # --- client operations (called on the loop thread by mgmt_api) ---------------------
 
     def _create(
-        self, name: str, instance_id: str, input_: str | None,
+        self,
+        name: str,
+        instance_id: str,
+        input_: str | None,
         parent: tuple[str, int] | None = None,
     ) -> None:
         info = self.functions.get(name)
@@ -483,14 +532,19 @@ class Engine:
         if existing is not None:
             if existing.status in ACTIVE:
                 raise AlreadyExists(
-                    f"An Orchestration instance with the status {existing.status} "
-                    "already exists."
+                    f"An Orchestration instance with the status {existing.status} already exists."
                 )
             self.store.delete_instance(instance_id)
         now = iso(utcnow())
         inst = Instance(
-            instance_id=instance_id, name=name, status="Pending", input=input_, output=None,
-            custom_status=None, created_at=now, updated_at=now,
+            instance_id=instance_id,
+            name=name,
+            status="Pending",
+            input=input_,
+            output=None,
+            custom_status=None,
+            created_at=now,
+            updated_at=now,
             execution_id=uuid.uuid4().hex,
             parent_id=parent[0] if parent else None,
             parent_task_id=parent[1] if parent else None,
@@ -531,9 +585,11 @@ class Engine:
                 ep.events += [
                     _event(ORCHESTRATOR_STARTED),
                     _event(EXECUTION_TERMINATED, Input=output),
-                    _event(EXECUTION_COMPLETED,
-                           OrchestrationStatus=ORCHESTRATION_STATUS["Terminated"],
-                           Result=output),
+                    _event(
+                        EXECUTION_COMPLETED,
+                        OrchestrationStatus=ORCHESTRATION_STATUS["Terminated"],
+                        Result=output,
+                    ),
                 ]
             self._finish(inst, "Terminated", output, ep)
             self.store.append_history(instance_id, ep.events)
@@ -602,7 +658,8 @@ class Engine:
                 else:
                     kept.append(e)
             kept = [
-                e for e in kept
+                e
+                for e in kept
                 if not (e["EventType"] == TIMER_CREATED and e["EventId"] in drop_ids)
             ]
             if drop_ids:
@@ -617,8 +674,11 @@ class Engine:
             for task_id in rerun:
                 sched = scheduled.get(task_id)
                 if sched is not None:
-                    items.append(self.store.add_activity(
-                        instance_id, inst.execution_id, task_id, sched["Name"], sched["Input"]))
+                    items.append(
+                        self.store.add_activity(
+                            instance_id, inst.execution_id, task_id, sched["Name"], sched["Input"]
+                        )
+                    )
             if not rerun:
                 # The orchestrator itself threw: run it again over the same history.
                 self.store.send(instance_id, _event(GENERIC, Data="rewind"))
@@ -663,15 +723,22 @@ class Engine:
                             "not an activity function."
                         )
                     result = await call(
-                        info, activity_kwargs(info, item.input), invocation_id,
-                        self.app_dir, self.activity_pool,
+                        info,
+                        activity_kwargs(info, item.input),
+                        invocation_id,
+                        self.app_dir,
+                        self.activity_pool,
                     )
-                    event = _event(TASK_COMPLETED, TaskScheduledId=item.task_id,
-                                   Result=encode_activity_result(result))
+                    event = _event(
+                        TASK_COMPLETED,
+                        TaskScheduledId=item.task_id,
+                        Result=encode_activity_result(result),
+                    )
                 except Exception as exc:
                     outcome["failed"] = True
                     event = _event(
-                        TASK_FAILED, TaskScheduledId=item.task_id,
+                        TASK_FAILED,
+                        TaskScheduledId=item.task_id,
                         Reason=f"Activity function '{item.name}' failed: {exc}",
                         Details=_user_traceback(exc),
                     )
@@ -705,8 +772,11 @@ def _user_traceback(exc: BaseException) -> str:
     """The exception's traceback without this host's own frames."""
     te = traceback.TracebackException.from_exception(exc)
     te.stack = traceback.StackSummary.from_list(
-        [f for f in te.stack if "localdev/host" not in f.filename
-         and "concurrent/futures" not in f.filename]
+        [
+            f
+            for f in te.stack
+            if "localdev/host" not in f.filename and "concurrent/futures" not in f.filename
+        ]
     )
     return "".join(te.format()).strip()
 

@@ -152,9 +152,7 @@ def load_app(app_dir: Path) -> tuple[Any, dict[str, FunctionInfo]]:
     module = importlib.util.module_from_spec(spec)
     sys.modules["function_app"] = module
     spec.loader.exec_module(module)
-    app = next(
-        (v for v in vars(module).values() if isinstance(v, func.FunctionRegister)), None
-    )
+    app = next((v for v in vars(module).values() if isinstance(v, func.FunctionRegister)), None)
     if app is None:
         raise RuntimeError("function_app.py defines no FunctionApp / DFApp instance")
     functions: dict[str, FunctionInfo] = {}

@@ -62,5 +62,8 @@ def invocation(function: str, reason: str, invocation_id: str) -> Iterator[dict[
         ms = round((time.perf_counter() - start) * 1000)
         log.info(
             "Executed 'Functions.%s' (%s, Id=%s, Duration=%dms)",
-            function, "Failed" if outcome["failed"] else "Succeeded", invocation_id, ms,
+            function,
+            "Failed" if outcome["failed"] else "Succeeded",
+            invocation_id,
+            ms,
         )

@@ -40,13 +40,27 @@ from .engine import (
 from .store import Instance, Store
 
 EVENT_NAMES = {
-    0: "ExecutionStarted", 1: "ExecutionCompleted", 2: "ExecutionFailed",
-    3: "ExecutionTerminated", 4: "TaskScheduled", 5: "TaskCompleted", 6: "TaskFailed",
-    7: "SubOrchestrationInstanceCreated", 8: "SubOrchestrationInstanceCompleted",
-    9: "SubOrchestrationInstanceFailed", 10: "TimerCreated", 11: "TimerFired",
-    12: "OrchestratorStarted", 13: "OrchestratorCompleted", 14: "EventSent",
-    15: "EventRaised", 16: "ContinueAsNew", 17: "GenericEvent", 18: "HistoryState",
-    19: "ExecutionSuspended", 20: "ExecutionResumed",
+    0: "ExecutionStarted",
+    1: "ExecutionCompleted",
+    2: "ExecutionFailed",
+    3: "ExecutionTerminated",
+    4: "TaskScheduled",
+    5: "TaskCompleted",
+    6: "TaskFailed",
+    7: "SubOrchestrationInstanceCreated",
+    8: "SubOrchestrationInstanceCompleted",
+    9: "SubOrchestrationInstanceFailed",
+    10: "TimerCreated",
+    11: "TimerFired",
+    12: "OrchestratorStarted",
+    13: "OrchestratorCompleted",
+    14: "EventSent",
+    15: "EventRaised",
+    16: "ContinueAsNew",
+    17: "GenericEvent",
+    18: "HistoryState",
+    19: "ExecutionSuspended",
+    20: "ExecutionResumed",
 }
 STATUS_NAMES = {v: k for k, v in ORCHESTRATION_STATUS.items()}
 RUNNING_LIKE = ("Running", "Pending", "ContinuedAsNew", "Suspended")
@@ -261,8 +275,9 @@ class ManagementApi:
             if inst.status in ("Completed", "Terminated", "Canceled"):
                 raise Gone(instance_id)
             if inst.status != "Failed":
-                return _error(400, "The rewind operation is only supported on failed "
-                              "orchestration instances.")
+                return _error(
+                    400, "The rewind operation is only supported on failed orchestration instances."
+                )
             self.engine.rewind(instance_id, reason)
         elif op == "restart":
             if self.store.get_instance(instance_id) is None:
@@ -277,9 +292,14 @@ class ManagementApi:
 
     def _check_status(self, instance_id: str) -> web.Response:
         links = self.links(instance_id)
-        return _json(links, 202, {
-            "Location": links["statusQueryGetUri"], "Retry-After": "10",
-        })
+        return _json(
+            links,
+            202,
+            {
+                "Location": links["statusQueryGetUri"],
+                "Retry-After": "10",
+            },
+        )
 
     def _status(self, request: web.Request, instance_id: str) -> web.Response:
         inst = self.store.get_instance(instance_id)
@@ -287,7 +307,8 @@ class ManagementApi:
             return web.Response(status=404)
         q = request.query
         payload = status_payload(
-            self.store, inst,
+            self.store,
+            inst,
             show_input=_flag(q, "showInput", True),
             show_history=_flag(q, "showHistory", False),
             show_history_output=_flag(q, "showHistoryOutput", False),
@@ -302,7 +323,9 @@ class ManagementApi:
 
     def _filters(self, query: Any) -> dict[str, Any]:
         statuses = [
-            s for part in query.getall("runtimeStatus", []) for s in part.split(",")
+            s
+            for part in query.getall("runtimeStatus", [])
+            for s in part.split(",")
             if s in ORCHESTRATION_STATUS
         ]
         return {
@@ -319,8 +342,10 @@ class ManagementApi:
         except ValueError:
             return _error(400, "One or more of the arguments submitted is incorrect")
         instances = self.store.query_instances(
-            **self._filters(q), prefix=q.get("instanceIdPrefix"),
-            offset=offset, limit=top,
+            **self._filters(q),
+            prefix=q.get("instanceIdPrefix"),
+            offset=offset,
+            limit=top,
         )
         show_input = _flag(q, "showInput", True)
         results = [status_payload(self.store, i, show_input=show_input) for i in instances]
@@ -371,8 +396,9 @@ def _query_time(value: str | None) -> str | None:
         return None
 
 
-def management_links(base_url: str, hub: str, connection: str, system_key: str,
-                     instance_id: str) -> dict[str, str]:
+def management_links(
+    base_url: str, hub: str, connection: str, system_key: str, instance_id: str
+) -> dict[str, str]:
     """HttpManagementPayload for one instance (GetClientResponseLinks)."""
     prefix = f"{base_url}/instances/{quote(instance_id, safe='')}"
     suffix = f"taskHub={quote(hub)}&connection={quote(connection)}&code={system_key}"

@@ -84,7 +84,10 @@ class Host:
 
     def links(self, instance_id: str) -> dict[str, str]:
         return management_links(
-            self.urls.webhook, self.config.hub_name, CONNECTION_NAME, self.keys.system_key,
+            self.urls.webhook,
+            self.config.hub_name,
+            CONNECTION_NAME,
+            self.keys.system_key,
             instance_id,
         )
 
@@ -93,21 +96,24 @@ class Host:
         hub = self.config.hub_name
         code = f"code={self.keys.system_key}"
         orchestrators = f"{self.urls.webhook}/orchestrators/{{functionName}}[/{{instanceId}}]"
-        return json.dumps({
-            "taskHubName": hub,
-            "connectionName": CONNECTION_NAME,
-            "creationUrls": {
-                "createNewInstancePostUri": f"{orchestrators}?{code}",
-                "createAndWaitOnNewInstancePostUri":
+        return json.dumps(
+            {
+                "taskHubName": hub,
+                "connectionName": CONNECTION_NAME,
+                "creationUrls": {
+                    "createNewInstancePostUri": f"{orchestrators}?{code}",
+                    "createAndWaitOnNewInstancePostUri": (
                     f"{orchestrators}?timeout={{timeoutInSeconds}}"
-                    f"&pollingInterval={{intervalInSeconds}}&{code}",
-            },
-            "managementUrls": self.links("INSTANCEID"),
-            "baseUrl": self.urls.webhook,
-            "requiredQueryStringParameters": code,
-            "rpcBaseUrl": self.urls.rpc_base,
-            "httpBaseUrl": "",
-        })
+                    f"&pollingInterval={{intervalInSeconds}}&{code}"
+                ),
+                },
+                "managementUrls": self.links("INSTANCEID"),
+                "baseUrl": self.urls.webhook,
+                "requiredQueryStringParameters": code,
+                "rpcBaseUrl": self.urls.rpc_base,
+                "httpBaseUrl": "",
+            }
+        )
 
     # --- apps --------------------------------------------------------------------------
 
@@ -158,13 +164,15 @@ class Host:
     async def _host_status(self, request: web.Request) -> web.Response:
         if not self.keys.is_master(self._key(request)):
             return web.Response(status=401)
-        return web.json_response({
-            "id": self.host_id,
-            "state": "Running",
-            "version": "localdev",
-            "processUptime": int((time.time() - self.started) * 1000),
-            "extensionBundle": None,
-        })
+        return web.json_response(
+            {
+                "id": self.host_id,
+                "state": "Running",
+                "version": "localdev",
+                "processUptime": int((time.time() - self.started) * 1000),
+                "extensionBundle": None,
+            }
+        )
 
     async def _webhook(self, request: web.Request) -> web.StreamResponse:
         if not self.keys.is_system_key(self._key(request)):

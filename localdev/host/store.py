@@ -162,9 +162,18 @@ class Store:
             f"INSERT OR REPLACE INTO instances ({self._COLS}) "  # noqa: S608
             "VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
             (
-                inst.instance_id, inst.name, inst.status, inst.input, inst.output,
-                inst.custom_status, inst.created_at, inst.updated_at, inst.execution_id,
-                inst.parent_id, inst.parent_task_id, json.dumps(inst.engine_state),
+                inst.instance_id,
+                inst.name,
+                inst.status,
+                inst.input,
+                inst.output,
+                inst.custom_status,
+                inst.created_at,
+                inst.updated_at,
+                inst.execution_id,
+                inst.parent_id,
+                inst.parent_task_id,
+                json.dumps(inst.engine_state),
             ),
         )
 
@@ -315,8 +324,7 @@ class Store:
 
     def all_activities(self) -> list[ActivityItem]:
         rows = self.db.execute(
-            "SELECT id, instance_id, execution_id, task_id, name, input FROM activities "
-            "ORDER BY id"
+            "SELECT id, instance_id, execution_id, task_id, name, input FROM activities ORDER BY id"
         )
         return [ActivityItem(*r) for r in rows]
 
