@@ -29,7 +29,7 @@ Schema ``alertcap.summary/1`` (times are UNIX seconds as floats, ``*_iso`` UTC;
 ``source``
     ``format`` ("pcap"/"pcapng"), ``byte_order``, ``timestamp_resolution``
     ("us"/"ns"), ``link_types`` (ints), ``snaplen``, ``bytes_read``.
-``packets``, ``bytes``, ``captured_bytes``
+``packets``, ``bytes``
 ``start``, ``end``, ``start_iso``, ``end_iso``, ``duration_s``
     First and last packet in file order.
 ``packets_per_s``, ``bytes_per_s``
@@ -56,14 +56,14 @@ Schema ``alertcap.summary/1`` (times are UNIX seconds as floats, ``*_iso`` UTC;
 ``top_dst_ports``
     ``{proto, port, packets}``: TCP/UDP destination port of each packet.
 ``tcp``
-    ``{syn, syn_ack, rst, fin, retransmissions, data_segments,
+    ``{syn, syn_ack, rst, fin, retransmissions, packets,
     retransmission_percent, new_connections_per_s: {peak, peak_at, average,
     seconds_with_syns}}``.  ``syn`` counts SYN without ACK (connection
     attempts); the per-second peak uses whole UTC seconds; ``average`` is
     ``syn / duration_s``.  A retransmission is a segment with data (or SYN/FIN)
     that starts before the highest sequence number already seen in that
-    direction of the flow, keep-alives excluded; ``data_segments`` counts the
-    segments that were checked.
+    direction of the flow, keep-alives excluded; the percentage is of all TCP
+    packets (``packets``).
 ``changes``
     Null for captures too short to split; else the capture is split at the
     time-slice boundary nearest its middle (see ``tables.py``; within 1/16 of

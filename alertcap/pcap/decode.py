@@ -37,9 +37,9 @@ from __future__ import annotations
 import struct
 
 from alertcap.pcap.reader import Chunk
-from alertcap.pcap.tables import NEXT, RETX, Tables
+from alertcap.pcap.tables import NEXT, RETX, State, Tables
 
-__all__ = ["NON_IP_NAMES", "reverse_key", "scan", "split_key"]
+__all__ = ["NON_IP_NAMES", "decode", "reverse_key", "scan", "split_key", "track_seq"]
 
 _IP4 = struct.Struct(">BxH2xHxB")  # version/IHL, total length, flags/fragment, protocol
 _IP6 = struct.Struct(">4xHB")  # payload length, next header
@@ -107,6 +107,35 @@ def _ip6_transport(buf: bytes, pos: int, end: int, nh: int) -> tuple[int, int]:
             return pos, nh
 
 
+def track_seq(st: State, seq: int, payload: int, flags: int) -> int:
+    """Sequence bookkeeping off the in-order fast path; 1 if a retransmission."""
+    nxt = st[NEXT]
+    if nxt is None or (payload <= 0 and not flags & 3):
+        return 0  # an aggregate row, or a segment that occupies no sequence space
+    seg_end = (seq + payload + (flags & 1) + ((flags >> 1) & 1)) & _MASK32
+    if nxt < 0:
+        st[NEXT] = seg_end
+        return 0
+    nxt &= _MASK32  # the fast path stores seq + payload unwrapped
+    behind = (nxt - seq) & _MASK32
+    retransmitted = 0 < behind < 0x80000000 and (behind != 1 or payload > 1 or flags & 3)
+    if retransmitted:
+        st[RETX] += 1
+    if 0 < ((seg_end - nxt) & _MASK32) < 0x80000000:
+        st[NEXT] = seg_end
+    else:
+        st[NEXT] = nxt
+    return 1 if retransmitted else 0
+
+
+# The fast path reads, from Ethernet byte 12: EtherType, IPv4 version/IHL, total
+# length, flags/fragment offset, protocol, and (assuming a 20-byte IP header)
+# the flow key (addresses and ports, 12 bytes) and the TCP sequence number,
+# data offset and flags -- all with one unpack, no separate slice.
+_FAST = struct.Struct(">HBxH2xHxB2x12sI4xBB")
+_FAST_MIN = 14 + 20 + 14
+
+
 def scan(chunk: Chunk, tb: Tables) -> None:
     """Count every complete record of ``chunk`` into ``tb``; set ``chunk.used``."""
     buf = chunk.data
@@ -114,132 +143,56 @@ def scan(chunk: Chunk, tb: Tables) -> None:
     rec = chunk.record.unpack_from
     max_caplen = chunk.max_caplen
     lt = chunk.linktype
+    # Records shorter than this never take the fast path (nor do non-Ethernet ones).
+    fast_min = _FAST_MIN if lt == 1 else 1 << 62
     tb.set_units(chunk.units)
-    units = tb.units
-    ip4 = _IP4.unpack_from
-    ip6 = _IP6.unpack_from
+    fast = _FAST.unpack_from
     tcp_hdr = _TCP.unpack_from
     tcp = tb.tcp
     udp = tb.udp
     tcp_get = tcp.get
     udp_get = udp.get
     new_flow = tb.new_flow
-    other_ip = tb.other_ip
-    non_ip = tb.count_non_ip
     count_syn = tb.count_syn
-    vlan = _VLAN
-    raw_ip = lt in _RAW_IP
-    null = lt in _NULL
+    advance = tb.advance
     cur = tb.cur
-    bin_end = tb.bin_end
-    t = tb.t_last
-    packets = nbytes = captured = 0
-    syn = syn_ack = rst = fin = retx = data_segs = short = 0
+    be_sec, be_frac = tb.bin_end
+    syn = syn_ack = rst = fin = retx = 0
     off = 0
-    while off + 16 <= n:
+    last = -1
+    last_header = n - 16
+    while off <= last_header:
         ts_sec, ts_frac, caplen, wirelen = rec(buf, off)
         p = off + 16
         end = p + caplen
         if end > n or caplen > max_caplen:
             break  # incomplete here (the reader carries it over) or corrupt
+        last = off
         off = end
-        packets += 1
-        nbytes += wirelen
-        captured += caplen
-        t = ts_sec * units + ts_frac
-        if t >= bin_end:
-            cur, bin_end = tb.advance(t)
+        if ts_sec >= be_sec and (ts_sec > be_sec or ts_frac >= be_frac):
+            cur, be_sec, be_frac = advance(ts_sec, ts_frac)
 
-        # -- link layer: q = network header offset, et = EtherType ----------
-        if lt == 1:
-            q = p + 14
-            if q > end:
-                non_ip(SHORT_FRAME, wirelen)
-                continue
-            et = buf[p + 12] << 8 | buf[p + 13]
-        elif lt == 113:  # Linux cooked v1
-            q = p + 16
-            if q > end:
-                non_ip(SHORT_FRAME, wirelen)
-                continue
-            et = buf[p + 14] << 8 | buf[p + 15]
-        elif lt == 276:  # Linux cooked v2
-            q = p + 20
-            if q > end:
-                non_ip(SHORT_FRAME, wirelen)
-                continue
-            et = buf[p] << 8 | buf[p + 1]
-        elif raw_ip:
-            q = p
-            if q >= end:
-                non_ip(SHORT_FRAME, wirelen)
-                continue
-            et = 0x86DD if buf[q] >> 4 == 6 else 0x0800
-        elif null:
-            q = p + 4
-            if q > end:
-                non_ip(SHORT_FRAME, wirelen)
-                continue
-            # host byte order of the capturing machine: the value is small,
-            # so whichever end byte is non-zero carries it
-            af = buf[p] | buf[p + 3]
-            et = 0x0800 if af == 2 else 0x86DD if af in _AF_INET6 else 0
+        if caplen >= fast_min:
+            et, vihl, l4len, frag, proto, key, seq, doff, flags = fast(buf, p + 12)
         else:
-            non_ip(UNKNOWN_LINK, wirelen)
-            continue
-        if et != 0x0800 and et != 0x86DD:
-            while et in vlan and q + 4 <= end:
-                et = buf[q + 2] << 8 | buf[q + 3]
-                q += 4
-
-        # -- network layer: key = addresses + ports, l4 = transport offset --
-        if et == 0x0800:
-            if q + 20 > end:
-                non_ip(SHORT_IP4, wirelen)
-                continue
-            vihl, iplen, frag, proto = ip4(buf, q)
-            ihl = (vihl & 15) << 2
-            l4 = q + ihl
-            if not (
-                ((proto == 6 and l4 + 14 <= end) or (proto == 17 and l4 + 4 <= end))
-                and not frag & 0x1FFF
-                and ihl >= 20
-            ):
-                if (proto == 6 or proto == 17) and not frag & 0x1FFF:
-                    short += 1
-                other_ip(proto, buf[q + 12 : q + 20], wirelen, cur)
-                continue
-            key = buf[q + 12 : q + 24] if ihl == 20 else buf[q + 12 : q + 20] + buf[l4 : l4 + 4]
-            l4len = iplen - ihl
-        elif et == 0x86DD:
-            if q + 40 > end:
-                non_ip(SHORT_IP6, wirelen)
-                continue
-            plen, proto = ip6(buf, q)
-            l4 = q + 40
-            if proto != 6 and proto != 17:
-                l4, proto = _ip6_transport(buf, l4, end, proto)
-            if not ((proto == 6 and l4 + 14 <= end) or (proto == 17 and l4 + 4 <= end)):
-                if proto == 6 or proto == 17:
-                    short += 1
-                # -1: a non-first fragment or a cut-off header chain; file it as "fragment"
-                other_ip(44 if proto < 0 else proto, buf[q + 8 : q + 40], wirelen, cur)
-                continue
-            key = buf[q + 8 : q + 44] if l4 == q + 40 else buf[q + 8 : q + 40] + buf[l4 : l4 + 4]
-            l4len = plen - (l4 - q - 40)
+            et = 0
+        if et == 0x0800 and vihl == 0x45 and not frag & 0x1FFF and (proto == 6 or proto == 17):
+            l4len -= 20  # it was the IP total length
         else:
-            non_ip(et, wirelen)
-            continue
+            found = decode(buf, p, end, lt, wirelen, cur, tb)
+            if found is None:
+                continue
+            key, proto, l4, l4len = found
+            if proto == 6:
+                seq, doff, flags = tcp_hdr(buf, l4 + 4)
 
-        # -- transport layer --------------------------------------------------
         if proto == 6:
             st = tcp_get(key)
             if st is None:
                 st = new_flow(tcp, key, 6, cur)
-            st[0] += 1
-            st[1] += wirelen
+            st[0] += wirelen
             st[cur] += 1
-            seq, doff, flags = tcp_hdr(buf, l4 + 4)
+            payload = l4len - ((doff >> 2) & 0x3C)
             if flags & 7:
                 if flags & 2:
                     if flags & 16:
@@ -251,40 +204,101 @@ def scan(chunk: Chunk, tb: Tables) -> None:
                     rst += 1
                 if flags & 1:
                     fin += 1
-            payload = l4len - ((doff >> 2) & 0x3C)
-            if payload > 0 or flags & 3:
-                nxt = st[NEXT]
-                if nxt is not None:
-                    data_segs += 1
-                    seg_end = (seq + payload + (flags & 1) + ((flags >> 1) & 1)) & _MASK32
-                    if nxt < 0:
-                        st[NEXT] = seg_end
-                    else:
-                        behind = (nxt - seq) & _MASK32
-                        if 0 < behind < 0x80000000 and (behind != 1 or payload > 1 or flags & 3):
-                            retx += 1
-                            st[RETX] += 1
-                        if 0 < ((seg_end - nxt) & _MASK32) < 0x80000000:
-                            st[NEXT] = seg_end
+                retx += track_seq(st, seq, payload, flags)
+            elif payload > 0:
+                if seq == st[NEXT]:
+                    st[NEXT] = seq + payload  # in order: the common case
+                else:
+                    retx += track_seq(st, seq, payload, flags)
         else:
             st = udp_get(key)
             if st is None:
                 st = new_flow(udp, key, 17, cur)
-            st[0] += 1
-            st[1] += wirelen
+            st[0] += wirelen
             st[cur] += 1
 
     chunk.used = off
+    if last >= 0:
+        ts_sec, ts_frac = rec(buf, last)[:2]
+        tb.t_last = ts_sec * tb.units + ts_frac
     tb.cur = cur
-    tb.bin_end = bin_end
-    tb.t_last = t
-    tb.packets += packets
-    tb.wire_bytes += nbytes
-    tb.captured_bytes += captured
     tb.syn += syn
     tb.syn_ack += syn_ack
     tb.rst += rst
     tb.fin += fin
     tb.retransmissions += retx
-    tb.data_segments += data_segs
-    tb.short_packets += short
+
+
+def decode(
+    buf: bytes, p: int, end: int, lt: int, wirelen: int, cur: int, tb: Tables
+) -> tuple[bytes, int, int, int] | None:
+    """The general decoder for one packet at ``buf[p:end]``.
+
+    Returns ``(flow key, 6 or 17, transport offset, transport length)`` for a
+    TCP/UDP packet whose ports are present; counts anything else into ``tb``
+    itself and returns None.
+    """
+    # -- link layer: q = network header offset, et = EtherType --------------
+    if lt == 1:
+        q = p + 14
+        et = buf[p + 12] << 8 | buf[p + 13] if q <= end else -1
+    elif lt == 113:  # Linux cooked v1
+        q = p + 16
+        et = buf[p + 14] << 8 | buf[p + 15] if q <= end else -1
+    elif lt == 276:  # Linux cooked v2
+        q = p + 20
+        et = buf[p] << 8 | buf[p + 1] if q <= end else -1
+    elif lt in _RAW_IP:
+        q = p
+        et = (0x86DD if buf[q] >> 4 == 6 else 0x0800) if q < end else -1
+    elif lt in _NULL:
+        q = p + 4
+        # host byte order of the capturing machine: the value is small,
+        # so whichever end byte is non-zero carries it
+        af = buf[p] | buf[p + 3] if q <= end else -1
+        et = 0x0800 if af == 2 else 0x86DD if af in _AF_INET6 else -1 if af < 0 else 0
+    else:
+        tb.count_non_ip(UNKNOWN_LINK, wirelen)
+        return None
+    if et < 0:
+        tb.count_non_ip(SHORT_FRAME, wirelen)
+        return None
+    while et in _VLAN and q + 4 <= end:
+        et = buf[q + 2] << 8 | buf[q + 3]
+        q += 4
+
+    # -- network layer ------------------------------------------------------
+    if et == 0x0800:
+        if q + 20 > end:
+            tb.count_non_ip(SHORT_IP4, wirelen)
+            return None
+        vihl, iplen, frag, proto = _IP4.unpack_from(buf, q)
+        ihl = (vihl & 15) << 2
+        l4 = q + ihl
+        if frag & 0x1FFF or ihl < 20 or not (
+            (proto == 6 and l4 + 14 <= end) or (proto == 17 and l4 + 4 <= end)
+        ):
+            if (proto == 6 or proto == 17) and not frag & 0x1FFF:
+                tb.short_packets += 1
+            tb.other_ip(proto, buf[q + 12 : q + 20], wirelen, cur)
+            return None
+        key = buf[q + 12 : q + 24] if ihl == 20 else buf[q + 12 : q + 20] + buf[l4 : l4 + 4]
+        return key, proto, l4, iplen - ihl
+    if et == 0x86DD:
+        if q + 40 > end:
+            tb.count_non_ip(SHORT_IP6, wirelen)
+            return None
+        plen, proto = _IP6.unpack_from(buf, q)
+        l4 = q + 40
+        if proto != 6 and proto != 17:
+            l4, proto = _ip6_transport(buf, l4, end, proto)
+        if not ((proto == 6 and l4 + 14 <= end) or (proto == 17 and l4 + 4 <= end)):
+            if proto == 6 or proto == 17:
+                tb.short_packets += 1
+            # -1: a non-first fragment or a cut-off header chain; file it as "fragment"
+            tb.other_ip(44 if proto < 0 else proto, buf[q + 8 : q + 40], wirelen, cur)
+            return None
+        key = buf[q + 8 : q + 44] if l4 == q + 40 else buf[q + 8 : q + 40] + buf[l4 : l4 + 4]
+        return key, proto, l4, plen - (l4 - q - 40)
+    tb.count_non_ip(et, wirelen)
+    return None

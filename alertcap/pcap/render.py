@@ -130,7 +130,7 @@ def _overview(s: dict[str, Any]) -> list[tuple[str, str]]:
         ("TCP SYN / SYN-ACK / RST / FIN",
          " / ".join(_num(tcp.get(k)) for k in ("syn", "syn_ack", "rst", "fin"))),
         ("TCP retransmissions",
-         f"{_num(tcp.get('retransmissions'))} of {_num(tcp.get('data_segments'))} data segments"
+         f"{_num(tcp.get('retransmissions'))} of {_num(tcp.get('packets'))} TCP packets"
          f" ({_num(tcp.get('retransmission_percent'))}%)"),
         ("New TCP connections/s",
          f"peak {_num(nc.get('peak'))} at {nc.get('peak_at') or '-'},"

@@ -21,7 +21,7 @@ from typing import Any
 
 from alertcap.pcap.decode import NON_IP_NAMES, reverse_key, scan
 from alertcap.pcap.reader import CaptureReader, Readable
-from alertcap.pcap.tables import BIN0, BYTES, PKTS, RETX, State, Tables
+from alertcap.pcap.tables import BIN0, BYTES, RETX, State, Tables, packets
 
 __all__ = ["SCHEMA", "Summary", "summarise", "summarise_path"]
 
@@ -120,6 +120,15 @@ class _Halves:
 
 def _build(reader: CaptureReader, tb: Tables, top: int) -> dict[str, Any]:
     units = tb.units or 1
+    # The packet loop keeps no grand totals: every packet is in exactly one row.
+    total_packets = total_bytes = 0
+    for table in (tb.tcp, tb.udp, tb.other, tb.overflow, tb.remainder):
+        for st in table.values():
+            total_packets += packets(st)
+            total_bytes += st[BYTES]
+    for pk, by in tb.non_ip.values():
+        total_packets += pk
+        total_bytes += by
     t_first = tb.t_first / units if tb.t_first is not None else None
     t_last = tb.t_last / units if tb.t_first is not None else None
     duration = max((t_last or 0.0) - (t_first or 0.0), 0.0)
@@ -140,11 +149,11 @@ def _build(reader: CaptureReader, tb: Tables, top: int) -> dict[str, Any]:
         rk = (proto, rkey if rkey is not None else reverse_key(key))
         c = convs.get(rk) if rk[1] != key else None
         if c is not None:
-            c[2] += st[PKTS]
+            c[2] += packets(st)
             c[3] += st[BYTES]
         else:
             c = convs.setdefault((proto, key), [0] * 7)
-            c[0] += st[PKTS]
+            c[0] += packets(st)
             c[1] += st[BYTES]
         first, second = halves(st)
         c[4] += st[RETX]
@@ -182,26 +191,26 @@ def _build(reader: CaptureReader, tb: Tables, top: int) -> dict[str, Any]:
         back = dst + src
         p = pairs.get(back) if back != src + dst else None
         if p is not None:
-            p[2] += st[PKTS]
+            p[2] += packets(st)
             p[3] += st[BYTES]
         else:
             p = pairs.setdefault(src + dst, [0] * 4)
-            p[0] += st[PKTS]
+            p[0] += packets(st)
             p[1] += st[BYTES]
         t = talkers.setdefault(src, [0] * 4)
         t[0] += st[BYTES]
-        t[1] += st[PKTS]
+        t[1] += packets(st)
         t[2] += first
         t[3] += second
         if len(key) in (12, 36) and proto in TRANSPORT:
             pr = ports.setdefault((proto, key[-2] << 8 | key[-1]), [0] * 3)
-            pr[0] += st[PKTS]
+            pr[0] += packets(st)
             pr[1] += first
             pr[2] += second
     for pkey, st in tb.overflow_ports.items():
         first, second = halves(st)
         pr = ports.setdefault((pkey >> 16, pkey & 0xFFFF), [0] * 3)
-        pr[0] += st[PKTS]
+        pr[0] += packets(st)
         pr[1] += first
         pr[2] += second
 
@@ -224,12 +233,12 @@ def _build(reader: CaptureReader, tb: Tables, top: int) -> dict[str, Any]:
     ip_versions = {"ipv4": 0, "ipv6": 0}
     for proto, key, st in rows:
         m = mix.setdefault(IP_PROTOCOLS.get(proto, f"ip-proto-{proto}"), [0, 0])
-        m[0] += st[PKTS]
+        m[0] += packets(st)
         m[1] += st[BYTES]
-        ip_versions["ipv4" if len(key) in (8, 12) else "ipv6"] += st[PKTS]
+        ip_versions["ipv4" if len(key) in (8, 12) else "ipv6"] += packets(st)
     for proto, st in tb.remainder.items():
         m = mix.setdefault(IP_PROTOCOLS.get(proto, f"ip-proto-{proto}"), [0, 0])
-        m[0] += st[PKTS]
+        m[0] += packets(st)
         m[1] += st[BYTES]
     for kind, (pk, by) in tb.non_ip.items():
         m = mix.setdefault(NON_IP_NAMES.get(kind, f"ethertype-0x{kind:04x}"), [0, 0])
@@ -240,7 +249,7 @@ def _build(reader: CaptureReader, tb: Tables, top: int) -> dict[str, Any]:
             "name": name,
             "packets": pk,
             "bytes": by,
-            "percent": round(100.0 * pk / tb.packets, 2) if tb.packets else 0.0,
+            "percent": round(100.0 * pk / total_packets, 2) if total_packets else 0.0,
         }
         for name, (pk, by) in sorted(mix.items(), key=lambda kv: (-kv[1][0], kv[0]))
     ]
@@ -304,7 +313,7 @@ def _build(reader: CaptureReader, tb: Tables, top: int) -> dict[str, Any]:
     if tb.remainder:
         warnings.append(
             f"host table full ({tb.max_hosts} host pairs): "
-            f"{sum(st[PKTS] for st in tb.remainder.values())} packets counted per protocol only"
+            f"{sum(packets(st) for st in tb.remainder.values())} packets counted per protocol only"
         )
     if tb.dropped_seconds:
         warnings.append(f"{tb.dropped_seconds} SYNs fell outside the per-second table")
@@ -314,7 +323,7 @@ def _build(reader: CaptureReader, tb: Tables, top: int) -> dict[str, Any]:
             f"link type {reader.linktypes} is not decoded: {unknown[0]} packets counted only"
         )
 
-    tcp_total = tb.data_segments
+    tcp_packets = next((m[0] for name, m in mix.items() if name == "tcp"), 0)
     return {
         "schema": SCHEMA,
         "complete": not reader.warnings,
@@ -327,16 +336,15 @@ def _build(reader: CaptureReader, tb: Tables, top: int) -> dict[str, Any]:
             "snaplen": reader.snaplen,
             "bytes_read": reader.bytes_read,
         },
-        "packets": tb.packets,
-        "bytes": tb.wire_bytes,
-        "captured_bytes": tb.captured_bytes,
+        "packets": total_packets,
+        "bytes": total_bytes,
         "start": t_first,
         "end": t_last,
         "start_iso": _iso(t_first),
         "end_iso": _iso(t_last),
         "duration_s": round(duration, 6),
-        "packets_per_s": round(tb.packets / duration, 3) if duration > 0 else None,
-        "bytes_per_s": round(tb.wire_bytes / duration, 3) if duration > 0 else None,
+        "packets_per_s": round(total_packets / duration, 3) if duration > 0 else None,
+        "bytes_per_s": round(total_bytes / duration, 3) if duration > 0 else None,
         "ip_versions": ip_versions,
         "protocols": protocols,
         "top_conversations_by_packets": [
@@ -365,9 +373,9 @@ def _build(reader: CaptureReader, tb: Tables, top: int) -> dict[str, Any]:
             "rst": tb.rst,
             "fin": tb.fin,
             "retransmissions": tb.retransmissions,
-            "data_segments": tcp_total,
+            "packets": tcp_packets,
             "retransmission_percent": (
-                round(100.0 * tb.retransmissions / tcp_total, 3) if tcp_total else 0.0
+                round(100.0 * tb.retransmissions / tcp_packets, 3) if tcp_packets else 0.0
             ),
             "new_connections_per_s": new_conn,
         },

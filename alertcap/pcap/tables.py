@@ -17,10 +17,12 @@ Memory is bounded by construction:
 * ``syn_per_second`` has one entry per second of capture time that saw a SYN,
   at most ``max_seconds``.
 
-A state list is ``[packets, bytes, retransmissions, next_seq, bin0 .. binN-1]``:
+A state list is ``[bytes, retransmissions, next_seq, bin0 .. binN-1]``:
 ``next_seq`` is the end of the highest TCP sequence range seen in that
 direction (-1 before the first segment, None for aggregate rows), and the bins
-count packets per time slice of the capture.  The slices start at the first
+count packets per time slice of the capture (a row's packet count is their
+sum: one increment per packet instead of two).  Total packets and bytes are
+likewise sums over the tables.  The slices start at the first
 packet and double in width (adjacent slices summed) whenever the capture
 outgrows ``NBINS`` of them, so at the end the capture is covered by between
 ``NBINS/2`` and ``NBINS`` equal slices; "first half vs second half" is read
@@ -31,17 +33,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-PKTS, BYTES, RETX, NEXT, BIN0 = 0, 1, 2, 3, 4
+BYTES, RETX, NEXT, BIN0 = 0, 1, 2, 3
 NBINS = 16
 MAX_FLOWS = 50_000
 MAX_HOSTS = 20_000
 MAX_SECONDS = 100_000
 
-State = list  # [packets, bytes, retransmissions, next_seq, bins...]
+State = list  # [bytes, retransmissions, next_seq, bins...]
 
 
 def new_state(next_seq: int | None = -1) -> State:
-    return [0, 0, 0, next_seq, *([0] * NBINS)]
+    return [0, 0, next_seq, *([0] * NBINS)]
+
+
+def packets(st: State) -> int:
+    return sum(st[BIN0:])
 
 
 @dataclass
@@ -60,15 +66,11 @@ class Tables:
     non_ip: dict[int, list[int]] = field(default_factory=dict)  # see decode.NON_IP_NAMES
     syn_per_second: dict[int, int] = field(default_factory=dict)
     # totals
-    packets: int = 0
-    wire_bytes: int = 0
-    captured_bytes: int = 0
     syn: int = 0
     syn_ack: int = 0
     rst: int = 0
     fin: int = 0
     retransmissions: int = 0
-    data_segments: int = 0
     short_packets: int = 0  # captured too short to decode the transport header
     overflow_packets: int = 0
     dropped_seconds: int = 0
@@ -78,7 +80,7 @@ class Tables:
     t_last: int = 0
     bin_width: int = 0
     cur: int = BIN0  # state-list index of the current time slice
-    bin_end: int = -(1 << 62)  # so the first packet always calls advance()
+    bin_end: tuple[int, int] = (-1, 0)  # (sec, frac): the first packet calls advance()
 
     def set_units(self, units: int) -> None:
         """Adopt the file's timestamp unit (fixed per file; pcapng is always ns)."""
@@ -86,8 +88,12 @@ class Tables:
             raise ValueError(f"timestamp unit changed from {self.units} to {units}")
         self.units = units
 
-    def advance(self, t: int) -> tuple[int, int]:
-        """Move the current time slice to the one holding ``t``."""
+    def advance(self, sec: int, frac: int) -> tuple[int, int, int]:
+        """Move the current time slice to the one holding ``sec + frac/units``.
+
+        Returns the new slice's state-list index and its end as (sec, frac).
+        """
+        t = sec * self.units + frac
         if self.t_first is None:
             self.t_first = t
             self.bin_width = max(self.units // 1000, 1)  # start with 1 ms slices
@@ -98,8 +104,8 @@ class Tables:
             index = (t - t0) // self.bin_width
         index = max(index, 0)
         self.cur = BIN0 + index
-        self.bin_end = t0 + (index + 1) * self.bin_width
-        return self.cur, self.bin_end
+        self.bin_end = divmod(t0 + (index + 1) * self.bin_width, self.units)
+        return self.cur, self.bin_end[0], self.bin_end[1]
 
     def _fold(self) -> None:
         """Double the slice width: slice i becomes slices 2i + 2i+1."""
@@ -126,7 +132,6 @@ class Tables:
         ps = self.overflow_ports.get(port_key)
         if ps is None:
             ps = self.overflow_ports[port_key] = new_state(None)
-        ps[PKTS] += 1
         ps[cur] += 1
         return self._aggregate(self.overflow, bytes((proto,)) + key[: 2 * half], proto)
 
@@ -136,7 +141,6 @@ class Tables:
         st = self.other.get(key)
         if st is None:
             st = self._aggregate(self.other, key, proto)
-        st[PKTS] += 1
         st[BYTES] += wirelen
         st[cur] += 1
 

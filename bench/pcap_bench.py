@@ -1,0 +1,310 @@
+"""Benchmark: alertcap.pcap.summarise vs tshark on the same generated capture.
+
+Boundary: a script, not a test.  It generates a 1,000,000-packet capture of
+mixed, realistic-looking VM traffic (TCP bulk and request/response flows with
+handshakes, teardowns, retransmissions and resets, a surge in the second half;
+DNS over UDP, ICMP, ARP, some IPv6 and VLAN-tagged frames), then times
+
+* ours:   ``python -m alertcap.pcap FILE --json`` in a child process, and
+* tshark: ``tshark -q -z conv,tcp -r FILE``,
+
+several runs each (median wall time, peak RSS of the child from
+``resource.getrusage(RUSAGE_CHILDREN)`` measured in a fresh helper process per
+run), and finally our peak RSS on a ~1 GB capture.  Files live in /tmp and are
+deleted afterwards.  Results go to bench/results/pcap.json and pcap.md.
+
+    .venv/bin/python bench/pcap_bench.py [--packets N] [--runs N] [--gb-size BYTES]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import shutil
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+
+_REC = struct.Struct("<IIII")
+_ZERO = bytes(1500)
+
+
+def _mac(i: int) -> bytes:
+    return bytes((0x00, 0x0D, 0x3A, (i >> 16) & 0xFF, (i >> 8) & 0xFF, i & 0xFF))
+
+
+def _ip4(i: int, net: int) -> bytes:
+    return bytes((10, net, (i >> 8) & 0xFF, i & 0xFF))
+
+
+class _Flow:
+    """Header templates for both directions of one TCP/UDP flow."""
+
+    __slots__ = ("hdr", "l3", "proto", "seq", "v6")
+
+    def __init__(self, rnd: random.Random, n: int, proto: int, v6: bool, sport: int,
+                 dport: int, vlan: bool) -> None:  # fmt: skip
+        self.proto, self.v6 = proto, v6
+        cli, srv = (_ip4(n, 0), _ip4(n % 97, 1)) if not v6 else (
+            b"\xfd\x00" + bytes(10) + n.to_bytes(4, "big"),
+            b"\xfd\x01" + bytes(13) + bytes((n % 97,)),
+        )
+        self.hdr = []
+        self.l3 = []
+        for src, dst, sp, dp, sm, dm in ((cli, srv, sport, dport, n, 1), (srv, cli, dport, sport,
+                                                                          1, n)):
+            eth = _mac(dm) + _mac(sm)
+            if vlan:
+                eth += b"\x81\x00\x00\x64"
+            if v6:
+                eth += b"\x86\xdd"
+                ip = struct.pack(">IHBB", 0x60000000, 0, proto, 64) + src + dst
+            else:
+                eth += b"\x08\x00"
+                ip = struct.pack(">BBHHHBBH", 0x45, 0, 0, 0, 0x4000, 64, proto, 0) + src + dst
+            if proto == 6:
+                l4 = struct.pack(">HHIIBBHHH", sp, dp, 0, 0, 0x50, 0, 65535, 0, 0)
+            else:
+                l4 = struct.pack(">HHHH", sp, dp, 0, 0)
+            self.hdr.append(bytearray(eth + ip + l4))
+            self.l3.append(len(eth))
+        self.seq = [rnd.getrandbits(32), rnd.getrandbits(32)]
+
+    def packet(self, d: int, flags: int, payload: int, seq: int | None = None) -> bytes:
+        h = self.hdr[d]
+        q = self.l3[d]
+        if self.v6:
+            l4 = q + 40
+            struct.pack_into(">H", h, q + 4, len(h) - l4 + payload)
+        else:
+            l4 = q + 20
+            struct.pack_into(">H", h, q + 2, len(h) - q + payload)
+        if self.proto == 6:
+            s = self.seq[d] if seq is None else seq
+            struct.pack_into(">IIBB", h, l4 + 4, s, self.seq[1 - d], 0x50, flags)
+            if seq is None:
+                self.seq[d] = (s + payload + (1 if flags & 3 else 0)) & 0xFFFFFFFF
+        else:
+            struct.pack_into(">H", h, l4 + 4, 8 + payload)
+        return bytes(h) + _ZERO[:payload]
+
+
+def generate(path: Path, packets: int, seed: int = 5, duration: float = 120.0) -> int:
+    """Write a classic little-endian microsecond pcap; return its size in bytes."""
+    rnd = random.Random(seed)
+    services = [(443, 50), (80, 10), (22, 3), (5432, 8), (1433, 5), (6379, 6), (8080, 4)]
+    ports = [p for p, w in services for _ in range(w)]
+    flows: list[_Flow] = []
+    weights: list[float] = []
+    for n in range(1, 4001):
+        f = _Flow(rnd, n, 6, rnd.random() < 0.1, rnd.randint(32768, 60999), rnd.choice(ports),
+                  rnd.random() < 0.03)  # fmt: skip
+        flows.append(f)
+        weights.append(1.0 / n**0.8)  # a few heavy flows, a long tail
+    dns = [_Flow(rnd, n, 17, False, rnd.randint(32768, 60999), 53, False) for n in range(1, 301)]
+    arp = _mac(0xFFFFFF) + _mac(1) + b"\x08\x06" + bytes(28)
+    icmp = _mac(2) + _mac(1) + b"\x08\x00" + struct.pack(
+        ">BBHHHBBH4s4s", 0x45, 0, 84, 0, 0, 64, 1, 0, bytes((10, 0, 0, 1)), bytes((10, 1, 0, 1))
+    ) + bytes(64)  # fmt: skip
+    surge = _Flow(rnd, 9999, 6, False, 45000, 443, False)
+
+    out = bytearray(b"\xd4\xc3\xb2\xa1" + struct.pack("<HHiIII", 2, 4, 0, 0, 262144, 1))
+    t0 = 1_760_000_000.0
+    step = duration / packets
+    written = 0
+    size = 0
+    cum = [0.0]
+    for w in weights:
+        cum.append(cum[-1] + w)
+    choices = rnd.choices
+    with open(path, "wb") as fh:
+
+        def emit(frame: bytes) -> None:
+            nonlocal written
+            t = t0 + written * step
+            sec = int(t)
+            out.extend(_REC.pack(sec, int((t - sec) * 1e6), len(frame), len(frame)))
+            out.extend(frame)
+            written += 1
+
+        while written < packets:
+            r = rnd.random()
+            if written > packets // 2 and r < 0.25:
+                # the alert: one conversation starts pushing far more segments
+                emit(surge.packet(0, 0x18, 1448))
+                if r < 0.08:
+                    emit(surge.packet(1, 0x10, 0))
+            elif r < 0.015:
+                f = dns[rnd.randrange(len(dns))]
+                emit(f.packet(0, 0, 40))
+                emit(f.packet(1, 0, 120))
+            elif r < 0.017:
+                emit(icmp)
+            elif r < 0.018:
+                emit(arp)
+            else:
+                f = choices(flows, cum_weights=cum[1:])[0]
+                kind = rnd.random()
+                if kind < 0.03:  # new connection
+                    emit(f.packet(0, 0x02, 0))
+                    emit(f.packet(1, 0x12, 0))
+                    emit(f.packet(0, 0x10, 0))
+                elif kind < 0.035:
+                    emit(f.packet(0, 0x11, 0))
+                    emit(f.packet(1, 0x11, 0))
+                elif kind < 0.037:
+                    emit(f.packet(1, 0x04, 0))
+                elif kind < 0.047:  # retransmission of the last data segment
+                    emit(f.packet(1, 0x18, 1448, seq=(f.seq[1] - 1448) & 0xFFFFFFFF))
+                elif kind < 0.5:  # request/response
+                    emit(f.packet(0, 0x18, rnd.randint(60, 600)))
+                    emit(f.packet(1, 0x18, rnd.randint(100, 1448)))
+                    emit(f.packet(0, 0x10, 0))
+                else:  # bulk download with delayed ACKs
+                    emit(f.packet(1, 0x10, 1448))
+                    emit(f.packet(1, 0x18, 1448))
+                    emit(f.packet(0, 0x10, 0))
+            if len(out) > 4 << 20:
+                fh.write(out)
+                size += len(out)
+                out.clear()
+        fh.write(out)
+        size += len(out)
+    return size
+
+
+_MEASURE = r"""
+import json, resource, subprocess, sys, time
+argv = json.loads(sys.argv[1])
+t = time.perf_counter()
+subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+wall = time.perf_counter() - t
+ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(json.dumps({"wall": wall, "maxrss_kb": ru.ru_maxrss, "cpu": ru.ru_utime + ru.ru_stime}))
+"""
+
+
+def measure(argv: list[str]) -> dict[str, float]:
+    """Run argv in a fresh helper so RUSAGE_CHILDREN's peak RSS is this run's alone."""
+    out = subprocess.run(
+        [sys.executable, "-c", _MEASURE, json.dumps(argv)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return json.loads(out.stdout)
+
+
+def bench(label: str, argv: list[str], runs: int, packets: int) -> dict[str, object]:
+    samples = [measure(argv) for _ in range(runs)]
+    wall = statistics.median(s["wall"] for s in samples)
+    rss = max(s["maxrss_kb"] for s in samples) / 1024
+    print(f"  {label:<8} median {wall:7.2f} s  {packets / wall:12,.0f} packets/s  "
+          f"peak RSS {rss:7.1f} MB  runs {[round(s['wall'], 2) for s in samples]}")  # fmt: skip
+    return {
+        "argv": argv,
+        "runs": [round(s["wall"], 3) for s in samples],
+        "median_s": round(wall, 3),
+        "packets_per_s": round(packets / wall),
+        "peak_rss_mb": round(rss, 1),
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--packets", type=int, default=1_000_000)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--gb-size", type=int, default=1 << 30, help="size of the large file")
+    args = ap.parse_args()
+    tshark = shutil.which("tshark")
+    ours = [sys.executable, "-m", "alertcap.pcap", "--json"]
+    env_path = str(ROOT)
+    os.environ["PYTHONPATH"] = env_path + os.pathsep + os.environ.get("PYTHONPATH", "")
+    result: dict[str, object] = {
+        "machine": {
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+        },
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    with tempfile.TemporaryDirectory(prefix="pcapbench-", dir="/tmp") as tmp:
+        small = Path(tmp) / "bench-1m.pcap"
+        t = time.perf_counter()
+        size = generate(small, args.packets)
+        print(f"generated {args.packets:,} packets, {size / 1e6:.0f} MB "
+              f"in {time.perf_counter() - t:.1f} s")  # fmt: skip
+        result["file"] = {"packets": args.packets, "bytes": size}
+        result["ours"] = bench("ours", [*ours, str(small)], args.runs, args.packets)
+        if tshark:
+            version = subprocess.run([tshark, "--version"], capture_output=True, text=True)
+            result["tshark_version"] = version.stdout.splitlines()[0]
+            result["tshark"] = bench(
+                "tshark", [tshark, "-q", "-z", "conv,tcp", "-r", str(small)], args.runs,
+                args.packets,
+            )  # fmt: skip
+            ours_s = result["ours"]["median_s"]  # type: ignore[index]
+            result["speedup_vs_tshark"] = round(
+                result["tshark"]["median_s"] / ours_s, 2  # type: ignore[index]
+            )
+        small.unlink()
+
+        big = Path(tmp) / "bench-1g.pcap"
+        big_packets = int(args.packets * args.gb_size / size)
+        t = time.perf_counter()
+        big_size = generate(big, big_packets, seed=7, duration=600.0)
+        print(f"generated {big_packets:,} packets, {big_size / 1e6:.0f} MB "
+              f"in {time.perf_counter() - t:.1f} s")  # fmt: skip
+        result["large_file"] = {"packets": big_packets, "bytes": big_size}
+        result["ours_large"] = bench("ours 1GB", [*ours, str(big)], 1, big_packets)
+        big.unlink()
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "pcap.json").write_text(json.dumps(result, indent=2) + "\n")
+    (RESULTS / "pcap.md").write_text(markdown(result))
+    print(markdown(result))
+    return 0
+
+
+def markdown(r: dict) -> str:  # type: ignore[type-arg]
+    f = r["file"]
+    lines = [
+        "# pcap summary benchmark",
+        "",
+        f"{f['packets']:,}-packet capture ({f['bytes'] / 1e6:,.0f} MB), median of "
+        f"{len(r['ours']['runs'])} runs; {r['machine']['python']} on {r['machine']['platform']}"
+        f" ({r['machine']['cpus']} CPUs), {r['date']}. Generated by `bench/pcap_bench.py`.",
+        "",
+        "| tool | seconds | packets/s | peak RSS |",
+        "|---|---:|---:|---:|",
+        f"| alertcap.pcap (`python -m alertcap.pcap --json`) | {r['ours']['median_s']:.2f} | "
+        f"{r['ours']['packets_per_s']:,} | {r['ours']['peak_rss_mb']:.0f} MB |",
+    ]
+    if "tshark" in r:
+        lines.append(
+            f"| {r.get('tshark_version', 'tshark')} (`-q -z conv,tcp`) | "
+            f"{r['tshark']['median_s']:.2f} | {r['tshark']['packets_per_s']:,} | "
+            f"{r['tshark']['peak_rss_mb']:.0f} MB |"
+        )
+        lines += ["", f"Speed-up vs tshark: **{r['speedup_vs_tshark']}x**."]
+    lg = r["large_file"]
+    lines += [
+        "",
+        f"Large file: {lg['packets']:,} packets, {lg['bytes'] / 1e9:.2f} GB: "
+        f"{r['ours_large']['median_s']:.1f} s, "
+        f"peak RSS **{r['ours_large']['peak_rss_mb']:.0f} MB**.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
