@@ -252,10 +252,10 @@ class Engine:
         invocation_id = new_invocation_id()
         with logs.invocation(inst.name, "(null)", invocation_id) as outcome:
             if info is None or info.kind != "orchestrator":
-                state, error = (
-                    None,
+                state: dict[str, Any] | None = None
+                error: str | None = (
                     f"The function '{inst.name}' doesn't exist, is disabled, "
-                    "or is not an orchestrator function.",
+                    "or is not an orchestrator function."
                 )
             else:
                 loop = asyncio.get_running_loop()
@@ -488,7 +488,7 @@ class Engine:
         except (AlreadyExists, UnknownOrchestrator) as exc:
             self.store.send(
                 inst.instance_id,
-                _event(SUB_FAILED, TaskScheduledId=task_id, Reason=str(exc), Details=None),
+                _event(SUB_FAILED, TaskScheduledId=task_id, Reason=str(exc), Details=""),
             )
 
     def _execution_started(self, inst: Instance) -> dict[str, Any]:

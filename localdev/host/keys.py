@@ -76,7 +76,12 @@ def load_or_create(state_dir: Path) -> HostKeys:
         os.replace(tmp, path)
     return HostKeys(
         master_key=str(data["masterKey"]),
-        function_keys=dict(data["functionKeys"]),  # type: ignore[arg-type]
-        system_keys=dict(data["systemKeys"]),  # type: ignore[arg-type]
+        function_keys=_str_dict(data["functionKeys"]),
+        system_keys=_str_dict(data["systemKeys"]),
         path=path,
     )
+
+
+def _str_dict(value: object) -> dict[str, str]:
+    assert isinstance(value, dict)
+    return {str(k): str(v) for k, v in value.items()}

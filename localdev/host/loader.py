@@ -159,7 +159,7 @@ def load_app(app_dir: Path) -> tuple[Any, dict[str, FunctionInfo]]:
     # get_functions() builds the functions and is not idempotent: call it exactly once.
     for fn in app.get_functions():
         bindings = [json.loads(b) for b in fn.get_raw_bindings()]
-        name = fn.get_function_name()
+        name = str(fn.get_function_name())
         info = FunctionInfo(name=name, kind="other", func=fn.get_user_function(), bindings=bindings)
         http = info.binding("httpTrigger")
         if http is not None:

@@ -90,8 +90,9 @@ def status_time(iso_text: str) -> str:
 def _flag(query: Any, name: str, default: bool) -> bool:
     # The SDK sends Python's `True`; the extension parses booleans case-insensitively.
     for key, value in query.items():
-        if key.lower() == name.lower() and value.lower() in ("true", "false"):
-            return value.lower() == "true"
+        text = str(value).lower()
+        if str(key).lower() == name.lower() and text in ("true", "false"):
+            return text == "true"
     return default
 
 
@@ -113,7 +114,7 @@ def history_events(
             item["_merged"] = (etype, raw["EventId"])
         elif etype in (TASK_COMPLETED, TASK_FAILED, SUB_COMPLETED, SUB_FAILED):
             kind = TASK_SCHEDULED if etype in (TASK_COMPLETED, TASK_FAILED) else SUB_CREATED
-            source = scheduled.pop((kind, raw.get("TaskScheduledId")), None)
+            source = scheduled.pop((kind, int(raw.get("TaskScheduledId", -1))), None)
             if source is not None:
                 item["ScheduledTime"] = source["Timestamp"]
                 item["FunctionName"] = source.get("Name")
