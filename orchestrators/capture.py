@@ -170,7 +170,10 @@ def _monitor(run: _Run, m: Monitor) -> Steps:
             return m, (yield from run.call(names.STOP_CAPTURE, ask, CaptureStatus)), "deadline"
         if polls >= policy.polls_per_generation:
             return replace(m, generation=m.generation + 1), None, None
-        timer = ctx.create_timer(min(now + timedelta(seconds=m.interval_seconds), deadline))
+        fire_at = min(now + timedelta(seconds=m.interval_seconds), deadline)
+        # Computed in naive UTC; handed back in the context clock's own form (the SDK
+        # compares it with current_utc_datetime, which is timezone-aware in Durable 1.7).
+        timer = ctx.create_timer(fire_at.replace(tzinfo=ctx.current_utc_datetime.tzinfo))
         winner = yield ctx.task_any([timer, stop_requested])
         if winner is stop_requested:
             if not timer.is_completed:
