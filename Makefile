@@ -5,7 +5,7 @@ VENV  := .venv
 BIN   := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test up down status lint unit bench setup clean
+.PHONY: demo test up down status lint bench setup tcpdump tshark clean
 
 demo: setup
 	$(BIN)/python -m localdev demo
@@ -26,12 +26,16 @@ lint: setup
 	@echo "==> ruff, mypy, and the orchestrator determinism check"
 	$(BIN)/ruff check .
 	$(BIN)/mypy
-	$(BIN)/python -m tools.doctor
+	@$(BIN)/azure-functions-doctor doctor --path . --profile minimal > .doctor.out 2>&1 \
+	  || { cat .doctor.out; rm -f .doctor.out; exit 1; }
+	@grep -E "determinism|Doctor summary|fails," .doctor.out | sed 's/^/    /'; rm -f .doctor.out
 
 bench: setup
 	$(BIN)/python -m bench
 
 setup: $(STAMP) node_modules/.package-lock.json tcpdump
+
+test: tshark
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@echo "==> Python venv in $(VENV) (requirements.txt + requirements-dev.txt)"
@@ -50,6 +54,14 @@ tcpdump:
 	    echo "==> apt-get install tcpdump (real packet captures for the local Network Watcher)"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tcpdump >/dev/null; \
 	  else echo "tcpdump is missing and this is not root: install it with 'sudo apt-get install tcpdump'"; exit 1; fi; \
+	fi
+
+tshark:
+	@if ! command -v tshark >/dev/null 2>&1 || ! command -v capinfos >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "==> apt-get install tshark (the pcap tests check our summary against tshark's)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tshark >/dev/null; \
+	  else echo "tshark is missing and this is not root: install it with 'sudo apt-get install tshark'"; exit 1; fi; \
 	fi
 
 clean:
