@@ -101,6 +101,23 @@ class UnknownOrchestrator(Exception):
     pass
 
 
+class InvalidInstanceId(ValueError):
+    pass
+
+
+MAX_INSTANCE_ID_LENGTH = 256
+
+
+def check_instance_id(instance_id: str) -> None:
+    """The extension's rules (DurableClient.StartNewAsync): no / \\ ? # or controls."""
+    if not instance_id or len(instance_id) > MAX_INSTANCE_ID_LENGTH:
+        raise InvalidInstanceId(
+            f"Instance ID lengths must be 1 to {MAX_INSTANCE_ID_LENGTH} characters."
+        )
+    if any(c in "/\\?#" or ord(c) < 32 or ord(c) == 127 for c in instance_id):
+        raise InvalidInstanceId(f"Instance ID '{instance_id}' contains invalid characters.")
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -555,6 +572,7 @@ class Engine:
 
     def start_new(self, name: str, instance_id: str | None, input_: str | None) -> str:
         instance_id = instance_id or uuid.uuid4().hex
+        check_instance_id(instance_id)
         with self.store.tx():
             self._create(name, instance_id, input_)
         self.wake()

@@ -9,8 +9,10 @@ on the public port under /runtime/webhooks/durabletask/ behind the system/master
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+import time
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
@@ -33,6 +35,7 @@ from .engine import (
     AlreadyExists,
     Engine,
     Gone,
+    InvalidInstanceId,
     NotFound,
     UnknownOrchestrator,
     parse_iso,
@@ -212,7 +215,7 @@ class ManagementApi:
             return web.Response(status=404)
         except Gone:
             return web.Response(status=410)
-        except UnknownOrchestrator as exc:
+        except (UnknownOrchestrator, InvalidInstanceId) as exc:
             return _error(400, "One or more of the arguments submitted is incorrect", exc)
         except AlreadyExists as exc:
             # The extension surfaces DTFx's OrchestrationAlreadyExistsException as a 500.
@@ -230,7 +233,7 @@ class ManagementApi:
             if input_text is _INVALID:
                 return _error(400, "Invalid JSON content")
             instance_id = self.engine.start_new(m["name"], m["id"], input_text)  # type: ignore[arg-type]
-            return self._check_status(instance_id)
+            return await self._check_status_or_wait(request, instance_id)
         m = _RAISE.match(path)
         if m:
             if method != "POST":
@@ -286,10 +289,31 @@ class ManagementApi:
             new_id = self.engine.restart(
                 instance_id, _flag(query, "restartWithNewInstanceId", True)
             )
-            return self._check_status(new_id)
+            return await self._check_status_or_wait(request, new_id)
         else:
             return web.Response(status=404)
         return web.Response(status=202)
+
+    async def _check_status_or_wait(
+        self, request: web.Request, instance_id: str
+    ) -> web.Response:
+        """`?timeout=&pollingInterval=` (seconds): wait for the output, else a 202."""
+        try:
+            timeout = float(request.query["timeout"])
+            interval = float(request.query["pollingInterval"])
+        except (KeyError, ValueError):
+            return self._check_status(instance_id)
+        deadline = time.monotonic() + timeout
+        while True:
+            inst = self.store.get_instance(instance_id)
+            if inst is not None and inst.status not in RUNNING_LIKE:
+                if inst.status == "Completed":
+                    return web.Response(text=inst.output or "null", status=200,
+                                        content_type="application/json")
+                return _json(status_payload(self.store, inst), 200)
+            if time.monotonic() >= deadline:
+                return self._check_status(instance_id)
+            await asyncio.sleep(min(max(interval, 0.01), max(deadline - time.monotonic(), 0)))
 
     def _check_status(self, instance_id: str) -> web.Response:
         links = self.links(instance_id)

@@ -57,6 +57,8 @@ class HostProcess:
     proc: subprocess.Popen[bytes] | None = None
     runtime: dict[str, Any] = field(default_factory=dict)
     starts: int = 0
+    app_dir: Path = SAMPLE_APP
+    settings: dict[str, str] = field(default_factory=dict)
 
     @property
     def state_dir(self) -> Path:
@@ -88,14 +90,15 @@ class HostProcess:
 
     def start(self) -> HostProcess:
         settings = self.workdir / "settings.json"
-        settings.write_text(json.dumps({"Values": {"SAMPLE_STATE_DIR": str(self.sample_dir)}}))
+        values = {"SAMPLE_STATE_DIR": str(self.sample_dir), **self.settings}
+        settings.write_text(json.dumps({"Values": values}))
         runtime_file = self.state_dir / "host-runtime.json"
         runtime_file.unlink(missing_ok=True)
         self.starts += 1
         log = open(self.workdir / f"stderr-{self.starts}.log", "wb")  # noqa: SIM115
         env = {k: v for k, v in os.environ.items() if k != "SAMPLE_STATE_DIR"}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "localdev.host", "--app-dir", str(SAMPLE_APP),
+            [sys.executable, "-m", "localdev.host", "--app-dir", str(self.app_dir),
              "--port", "0", "--rpc-port", "0", "--state-dir", str(self.state_dir),
              "--settings", str(settings)],
             cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=env,
@@ -189,11 +192,11 @@ class HostProcess:
 
 
 @pytest.fixture
-def make_host(tmp_path: Path) -> Iterator[Callable[[], HostProcess]]:
+def make_host(tmp_path: Path) -> Iterator[Callable[..., HostProcess]]:
     hosts: list[HostProcess] = []
 
-    def factory() -> HostProcess:
-        host = HostProcess(tmp_path / f"host{len(hosts)}")
+    def factory(app_dir: Path = SAMPLE_APP, **settings: str) -> HostProcess:
+        host = HostProcess(tmp_path / f"host{len(hosts)}", app_dir=app_dir, settings=settings)
         host.workdir.mkdir()
         hosts.append(host)
         return host.start()

@@ -9,7 +9,7 @@ from .conftest import HostProcess
 
 
 def test_kill9_mid_timer_fires_the_overdue_timer_on_restart(
-    make_host: Callable[[], HostProcess],
+    make_host: Callable[..., HostProcess],
 ) -> None:
     host = make_host()
     keys_before = host.keys
@@ -25,7 +25,7 @@ def test_kill9_mid_timer_fires_the_overdue_timer_on_restart(
         "ExecutionStarted", "TimerCreated", "TimerFired", "TaskCompleted", "ExecutionCompleted"]
 
 
-def test_kill9_mid_activity_runs_it_again(make_host: Callable[[], HostProcess]) -> None:
+def test_kill9_mid_activity_runs_it_again(make_host: Callable[..., HostProcess]) -> None:
     host = make_host()
     host.start_orchestration("slow", "crash-activity", 1.5)
     deadline = time.monotonic() + 10
@@ -43,7 +43,7 @@ def test_kill9_mid_activity_runs_it_again(make_host: Callable[[], HostProcess]) 
 
 
 def test_restart_keeps_waiting_instances_and_finished_history(
-    make_host: Callable[[], HostProcess],
+    make_host: Callable[..., HostProcess],
 ) -> None:
     host = make_host()
     host.start_orchestration("chain", "kept-done", 2)
