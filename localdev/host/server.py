@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import socket
 import time
 import uuid
@@ -35,7 +36,8 @@ RPC_PATH = "/durabletask/"
 CONNECTION_NAME = "Storage"
 # Listen backlog: an alert storm opens hundreds of connections in a burst.
 BACKLOG = 4096
-HTTP_THREADS = 64
+# Threads for sync HTTP functions; the Python worker's own knob, read like it does.
+DEFAULT_HTTP_THREADS = 64
 
 
 def bind(port: int) -> socket.socket:
@@ -72,7 +74,11 @@ class Host:
         self.keys = keys
         self.store = store
         self.engine = engine
-        self.http_pool = ThreadPoolExecutor(HTTP_THREADS, "http")
+        threads = os.environ.get("PYTHON_THREADPOOL_THREAD_COUNT", "")
+        self.http_pool = ThreadPoolExecutor(
+            int(threads) if threads.isdigit() and int(threads) > 0 else DEFAULT_HTTP_THREADS,
+            "http",
+        )
         self.urls = Urls("", "")
         self.started = time.time()
         self.host_id = uuid.uuid4().hex
