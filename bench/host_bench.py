@@ -88,13 +88,13 @@ async def count_completed(s: aiohttp.ClientSession, host: Host, prefix: str) -> 
 
 
 async def bench_chain(
-    s: aiohttp.ClientSession, host: Host, steps: int, runs: int
+    s: aiohttp.ClientSession, host: Host, steps: int, runs: int, tag: str = "chain"
 ) -> dict[str, Any]:
     per_step = []
     for run in range(runs):
         t0 = time.perf_counter()
-        await start(s, host, "chain", f"chain-{run}", steps)
-        data = await wait_done(s, host, f"chain-{run}")
+        await start(s, host, "chain", f"{tag}-{run}", steps)
+        data = await wait_done(s, host, f"{tag}-{run}")
         assert data["runtimeStatus"] == "Completed"
         per_step.append((time.perf_counter() - t0) / steps * 1000)
     return {
@@ -153,6 +153,7 @@ async def main() -> dict[str, Any]:
             connector = aiohttp.TCPConnector(limit=1000)
             timeout = aiohttp.ClientTimeout(total=120)
             async with aiohttp.ClientSession(connector=connector, timeout=timeout) as s:
+                short = await bench_chain(s, host, steps=5, runs=5, tag="short")
                 chain = await bench_chain(s, host, steps=50, runs=3)
                 throughput = await bench_throughput(s, host, n=200)
                 storm = await bench_storm(s, host, posts=1000, vms=50)
@@ -161,13 +162,15 @@ async def main() -> dict[str, Any]:
     return {
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
                     "platform": platform.platform()},
-        "chain": chain, "throughput": throughput, "storm": storm,
+        "chain_5": short, "chain": chain, "throughput": throughput, "storm": storm,
     }
 
 
 def table(results: dict[str, Any]) -> str:
     c, t, s = results["chain"], results["throughput"], results["storm"]
+    c5 = results["chain_5"]
     rows = [
+        ("5-step activity chain", f"{c5['ms_per_step_median']} ms/step (median of {c5['runs']})"),
         ("50-step activity chain", f"{c['ms_per_step_median']} ms/step (median of {c['runs']})"),
         ("instances/s (200 x 1 activity)", f"{t['instances_per_second']} ({t['total_seconds']} s)"),
         ("storm: 1000 POSTs / 50 ids", f"{s['seconds']} s, codes {s['status_codes']}"),

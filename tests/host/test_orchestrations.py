@@ -188,3 +188,17 @@ def test_client_get_status_through_the_sdk(host: HostProcess) -> None:
     assert status["output"] == [0, 1]
     assert status["input"] == 2
     assert host.op("status", "does-not-exist") is None
+
+
+def test_activity_concurrency_follows_host_json(host: HostProcess) -> None:
+    # The sample app's host.json sets maxConcurrentActivityFunctions to 8.
+    host.start_orchestration("crowd", "crowd-1")
+    assert host.wait("crowd-1")["output"] == 8
+
+
+def test_rpc_endpoint_is_loopback_and_keyless(host: HostProcess) -> None:
+    rpc = host.runtime["rpcBaseUrl"]
+    assert rpc.startswith("http://127.0.0.1:") and rpc.endswith("/durabletask/")
+    assert not rpc.startswith(host.base)
+    assert http("GET", rpc + "instances/").status == 200
+    assert http("GET", f"{rpc}instances/none-such").status == 404

@@ -145,6 +145,13 @@ def fan(context: df.DurableOrchestrationContext):  # type: ignore[no-untyped-def
 
 
 @bp.orchestration_trigger(context_name="context")
+def crowd(context: df.DurableOrchestrationContext):  # type: ignore[no-untyped-def]
+    """Many activities at once: the peak concurrency they saw (host.json caps it)."""
+    peaks = yield context.task_all([context.call_activity("gauge", i) for i in range(20)])
+    return max(peaks)
+
+
+@bp.orchestration_trigger(context_name="context")
 def sleepy(context: df.DurableOrchestrationContext):  # type: ignore[no-untyped-def]
     """A durable timer, then an activity: the crash-mid-timer case."""
     seconds = float(context.get_input())
@@ -227,6 +234,18 @@ def noop(value: Any) -> Any:
 async def square(value: int) -> int:
     await asyncio.sleep(0.01)
     return value * value
+
+
+_gauge = {"now": 0, "peak": 0}
+
+
+@bp.activity_trigger(input_name="value")
+async def gauge(value: int) -> int:
+    _gauge["now"] += 1
+    _gauge["peak"] = max(_gauge["peak"], _gauge["now"])
+    await asyncio.sleep(0.05)
+    _gauge["now"] -= 1
+    return _gauge["peak"]
 
 
 @bp.activity_trigger(input_name="label")
