@@ -12,11 +12,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import fcntl
 import json
 import os
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 from . import logs
 from .engine import Engine
@@ -46,9 +48,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def lock_state_dir(state_dir: Path) -> Any:
+    """One host per state dir: two would run every activity twice. Freed by the OS on exit."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    handle = open(state_dir / "host.lock", "w")  # noqa: SIM115 - held for the process's life
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise SystemExit(f"another localdev host is already using {state_dir}") from None
+    return handle
+
+
 async def main_async(args: argparse.Namespace) -> None:
     app_dir: Path = args.app_dir.resolve()
     state_dir: Path = (args.state_dir or app_dir / ".localdev").resolve()
+    lock = lock_state_dir(state_dir)
     logs.setup(state_dir)
     applied = apply_settings(app_dir, args.settings)
     if applied:
@@ -113,6 +128,7 @@ async def main_async(args: argparse.Namespace) -> None:
     store.close()
     with contextlib.suppress(FileNotFoundError):
         runtime.unlink()
+    lock.close()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 
-from .conftest import HostProcess
+from .conftest import REPO, SAMPLE_APP, HostProcess, http
 
 
 def test_kill9_mid_timer_fires_the_overdue_timer_on_restart(
@@ -60,3 +62,17 @@ def test_restart_keeps_waiting_instances_and_finished_history(
     host.stop()
     host.start()
     assert host.status("kept-waiting")["runtimeStatus"] == "Completed"
+
+
+def test_second_host_on_the_same_state_dir_is_refused(
+    make_host: Callable[..., HostProcess],
+) -> None:
+    host = make_host()
+    second = subprocess.run(
+        [sys.executable, "-m", "localdev.host", "--app-dir", str(SAMPLE_APP), "--port", "0",
+         "--rpc-port", "0", "--state-dir", str(host.state_dir)],
+        cwd=REPO, capture_output=True, text=True, timeout=30,
+    )
+    assert second.returncode != 0
+    assert "already using" in second.stderr
+    assert http("GET", host.base + "/").status == 200
