@@ -461,7 +461,7 @@ class Engine:
         inst.updated_at = iso(utcnow())
         self.store.put_instance(inst)
         # Nothing else will run for this execution; a rewind reschedules what it needs.
-        self.store.delete_messages(inst.instance_id, tuple(range(0, 32)))
+        self.store.delete_inbox(inst.instance_id)
         self.store.delete_activities(inst.instance_id)
         ep.activities.clear()
         if inst.parent_id is not None and inst.parent_task_id is not None:

@@ -258,7 +258,3 @@ def to_aiohttp(result: Any) -> web.Response:
         return web.Response(text=result, content_type="text/plain")
     return web.Response(text=json.dumps(result), content_type="application/json")
 
-
-async def run(host: Host, engine: Engine, port: int, rpc_port: int) -> None:
-    await host.start(port, rpc_port)
-    await engine.start()

@@ -287,6 +287,9 @@ class Store:
     def delete_message(self, message_id: int) -> None:
         self.db.execute("DELETE FROM inbox WHERE id = ?", (message_id,))
 
+    def delete_inbox(self, instance_id: str) -> None:
+        self.db.execute("DELETE FROM inbox WHERE instance_id = ?", (instance_id,))
+
     def delete_messages(self, instance_id: str, event_types: tuple[int, ...]) -> None:
         for message_id, event in self.db.execute(
             "SELECT id, event FROM inbox WHERE instance_id = ?", (instance_id,)
