@@ -276,7 +276,7 @@ def decode(
         ihl = (vihl & 15) << 2
         l4 = q + ihl
         if frag & 0x1FFF or ihl < 20 or not (
-            (proto == 6 and l4 + 14 <= end) or (proto == 17 and l4 + 4 <= end)
+            (proto == 6 and l4 + 20 <= end) or (proto == 17 and l4 + 8 <= end)
         ):
             if (proto == 6 or proto == 17) and not frag & 0x1FFF:
                 tb.short_packets += 1
@@ -292,7 +292,7 @@ def decode(
         l4 = q + 40
         if proto != 6 and proto != 17:
             l4, proto = _ip6_transport(buf, l4, end, proto)
-        if not ((proto == 6 and l4 + 14 <= end) or (proto == 17 and l4 + 4 <= end)):
+        if not ((proto == 6 and l4 + 20 <= end) or (proto == 17 and l4 + 8 <= end)):
             if proto == 6 or proto == 17:
                 tb.short_packets += 1
             # -1: a non-first fragment or a cut-off header chain; file it as "fragment"
