@@ -150,9 +150,6 @@ def _monitor(run: _Run, m: Monitor) -> Steps:
     ctx, policy = run.ctx, run.req.policy
     ask = CaptureStatusInput(m.watcher, m.capture.name)
     deadline = _parse(m.deadline)
-    # One wait per generation: a second wait for the same event name would be matched
-    # to the older, abandoned task and the operator's stop would be lost.
-    stop_requested = ctx.wait_for_external_event(names.STOP_EVENT)
     polls = 0
     while True:
         status = yield from run.call(names.GET_CAPTURE_STATUS, ask, CaptureStatus)
@@ -174,6 +171,9 @@ def _monitor(run: _Run, m: Monitor) -> Steps:
         # Computed in naive UTC; handed back in the context clock's own form (the SDK
         # compares it with current_utc_datetime, which is timezone-aware in Durable 1.7).
         timer = ctx.create_timer(fire_at.replace(tzinfo=ctx.current_utc_datetime.tzinfo))
+        # A fresh wait each round, as Durable intends: the SDK hands a raised event to the
+        # newest open wait of that name, so earlier, abandoned waits do not swallow it.
+        stop_requested = ctx.wait_for_external_event(names.STOP_EVENT)
         winner = yield ctx.task_any([timer, stop_requested])
         if winner is stop_requested:
             if not timer.is_completed:

@@ -194,3 +194,11 @@ async def manual_stop(req: func.HttpRequest, client: Any) -> func.HttpResponse:
 
 def _starter(client: Any) -> Starter:
     return Starter(client, settings.load())
+
+
+@bp.route(route="openapi.json", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+def openapi(req: func.HttpRequest) -> func.HttpResponse:
+    """The routes above, described for tools and fuzzers (starters/openapi.py)."""
+    from starters.openapi import document
+
+    return _json(document(), 200)

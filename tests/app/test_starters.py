@@ -245,3 +245,15 @@ def test_stop_unknown_is_404_and_finished_is_409() -> None:
     client.instances["done"] = "Completed"
     assert call(starter.stop(post(b"{}"), "done")).status_code == 409
     assert client.events == []
+
+
+def test_openapi_document_describes_the_routes_and_their_limits() -> None:
+    from starters.openapi import document
+
+    doc = document()
+    assert doc["openapi"].startswith("3.")
+    assert set(doc["paths"]) == {"/alerts", "/captures", "/captures/{instanceId}/stop"}
+    capture = doc["paths"]["/captures"]["post"]["requestBody"]["content"]["application/json"]
+    limits = capture["schema"]["properties"]["capture"]["properties"]
+    assert limits["timeLimitInSeconds"]["maximum"] == 18000
+    assert doc["components"]["securitySchemes"]["functionKey"]["name"] == "code"
