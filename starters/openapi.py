@@ -51,7 +51,7 @@ def _responses(ok: dict[str, Any]) -> dict[str, Any]:
 
 def document() -> dict[str, Any]:
     status = {"content": {"application/json": {"schema": _STATUS}}}
-    security = [{"functionKey": []}]
+    security: list[dict[str, list[str]]] = [{"functionKey": []}]
     return {
         "openapi": "3.0.3",
         "info": {"title": "alertcap", "version": "1.0.0",
