@@ -36,11 +36,16 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         print(f"{args.file}: {exc.strerror or exc}", file=sys.stderr)
         return 2
-    if args.json:
-        json.dump(summary.to_dict(), sys.stdout, indent=2)
-        sys.stdout.write("\n")
-    else:
-        sys.stdout.write(render_text(summary.to_dict()))
+    out = (
+        json.dumps(summary.to_dict(), indent=2) + "\n"
+        if args.json
+        else render_text(summary.to_dict())
+    )
+    try:
+        sys.stdout.write(out)
+        sys.stdout.flush()
+    except BrokenPipeError:  # e.g. piped into head: not an error worth a traceback
+        sys.stderr.close()
     return 0
 
 

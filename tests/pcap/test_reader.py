@@ -1,0 +1,144 @@
+"""Reading captures as a stream: formats, damage, unseekable input, tiny chunks."""
+
+from __future__ import annotations
+
+import io
+import struct
+
+import pytest
+
+from alertcap.pcap import CaptureReader, NotACaptureError, summarise
+from tests.pcap import pcapgen
+from tests.pcap.pcapgen import ACK, PSH, Capture, TcpConn
+
+
+def _capture(n: int = 40) -> Capture:
+    cap = Capture()
+    for i in range(n // 10):
+        c = TcpConn(cap, "10.0.0.1", 40000 + i, "10.0.0.2", 443)
+        t = c.handshake(i * 0.1)
+        for _ in range(2):
+            c.send(t, 1, PSH | ACK, bytes(300))
+            c.send(t + 0.001, 0, ACK)
+            t += 0.002
+        c.close(t)
+    return cap
+
+
+def test_records_view_yields_every_packet() -> None:
+    cap = _capture()
+    recs = list(CaptureReader(io.BytesIO(cap.pcap(nanos=True))).records())
+    assert len(recs) == len(cap.packets)
+    ts, caplen, wirelen, linktype, data = recs[5]
+    assert ts == pytest.approx(cap.base + cap.packets[5].ts, abs=1e-6)
+    assert (caplen, wirelen, linktype, data) == (
+        len(cap.packets[5].frame), len(cap.packets[5].frame), 1, cap.packets[5].frame,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("chunk_size", [1, 17, 100, 4096])
+def test_tiny_chunks_and_short_reads_change_nothing(chunk_size: int) -> None:
+    """Records straddling read boundaries are carried over; pipes return short reads."""
+    data = _capture().pcap()
+    whole = summarise(io.BytesIO(data)).to_dict()
+    reader = CaptureReader(pcapgen.Unseekable(data, max_read=13), chunk_size=chunk_size)
+    from alertcap.pcap.decode import scan
+    from alertcap.pcap.tables import Tables
+
+    tb = Tables()
+    for chunk in reader.chunks():
+        scan(chunk, tb)
+    assert reader.warnings == []
+    assert sum(sum(st[3:]) for st in tb.tcp.values()) == whole["packets"]
+
+
+def test_unseekable_stream_gives_the_same_summary() -> None:
+    data = _capture().pcapng()
+    assert (
+        summarise(pcapgen.Unseekable(data)).to_dict() == summarise(io.BytesIO(data)).to_dict()
+    )
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"", "empty stream"),
+        (b"\xd4\xc3", "only 2 bytes"),
+        (b"GIF89a" + bytes(100), "not a pcap or pcapng file"),
+        (b"\xd4\xc3\xb2\xa1\x02\x00", "header is truncated"),
+        (b"\x34\xcd\xb2\xa1" + bytes(40), "Kuznetsov"),
+    ],
+    ids=["empty", "tiny", "gif", "short-header", "kuznetsov"],
+)
+def test_not_a_capture(data: bytes, message: str) -> None:
+    with pytest.raises(NotACaptureError, match=message):
+        summarise(io.BytesIO(data))
+
+
+def test_header_only_capture_is_an_empty_summary() -> None:
+    s = summarise(io.BytesIO(Capture().pcap())).to_dict()
+    assert (s["packets"], s["bytes"], s["warnings"], s["changes"]) == (0, 0, [], None)
+    assert s["start"] is None and s["packets_per_s"] is None and s["complete"]
+
+
+@pytest.mark.parametrize("fmt", ["pcap", "pcapng"])
+@pytest.mark.parametrize("cut", [1, 9, 30, 200])
+def test_truncated_file_gives_partial_summary_and_warning(fmt: str, cut: int) -> None:
+    cap = _capture()
+    data = cap.pcap() if fmt == "pcap" else cap.pcapng()
+    s = summarise(io.BytesIO(data[:-cut])).to_dict()
+    assert not s["complete"]
+    assert any("truncated" in w for w in s["warnings"]), s["warnings"]
+    sizes = [
+        16 + len(p.frame) if fmt == "pcap" else 32 + (len(p.frame) + 3) // 4 * 4
+        for p in cap.packets
+    ]
+    end, complete = len(data) - sum(sizes), 0  # file header (pcapng: SHB, IDB, ISB)
+    for size in sizes:
+        end += size
+        complete += end <= len(data) - cut
+    assert 0 < s["packets"] == complete < len(cap.packets)
+
+
+def test_corrupt_record_length_stops_with_warning() -> None:
+    cap = _capture()
+    data = bytearray(cap.pcap())
+    # the 11th record's caplen becomes absurd
+    off = 24
+    for pk in cap.packets[:10]:
+        off += 16 + len(pk.frame)
+    struct.pack_into("<I", data, off + 8, 0x7FFFFFF0)
+    s = summarise(io.BytesIO(bytes(data))).to_dict()
+    assert s["packets"] == 10 and not s["complete"]
+    assert any("corrupt record header" in w for w in s["warnings"])
+
+
+def test_corrupt_pcapng_block_stops_with_warning() -> None:
+    data = bytearray(_capture().pcapng())
+    # find the 4th enhanced packet block and break its length
+    pos, seen = 0, 0
+    while True:
+        btype, blen = struct.unpack_from("<II", data, pos)
+        if btype == 6:
+            seen += 1
+            if seen == 4:
+                struct.pack_into("<I", data, pos + 4, 7)
+                break
+        pos += blen
+    s = summarise(io.BytesIO(bytes(data))).to_dict()
+    assert s["packets"] == 3
+    assert any("corrupt pcapng block" in w for w in s["warnings"])
+
+
+def test_garbage_inside_packets_never_crashes() -> None:
+    """Random bytes as packet contents, on every link type: counted, never an exception."""
+    import random
+
+    rnd = random.Random(5)
+    for linktype in (1, 113, 276, 101, 0, 147):
+        cap = Capture(linktype=linktype)
+        for i in range(300):
+            cap.add(i * 0.01, rnd.randbytes(rnd.randrange(0, 120)))
+        s = summarise(io.BytesIO(cap.pcap())).to_dict()
+        assert s["packets"] == 300
+        assert sum(p["packets"] for p in s["protocols"]) == 300
