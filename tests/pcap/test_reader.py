@@ -8,6 +8,8 @@ import struct
 import pytest
 
 from alertcap.pcap import CaptureReader, NotACaptureError, summarise
+from alertcap.pcap.decode import scan
+from alertcap.pcap.tables import BIN0, Tables
 from tests.pcap import pcapgen
 from tests.pcap.pcapgen import ACK, PSH, Capture, TcpConn
 
@@ -42,14 +44,11 @@ def test_tiny_chunks_and_short_reads_change_nothing(chunk_size: int) -> None:
     data = _capture().pcap()
     whole = summarise(io.BytesIO(data)).to_dict()
     reader = CaptureReader(pcapgen.Unseekable(data, max_read=13), chunk_size=chunk_size)
-    from alertcap.pcap.decode import scan
-    from alertcap.pcap.tables import Tables
-
     tb = Tables()
     for chunk in reader.chunks():
         scan(chunk, tb)
     assert reader.warnings == []
-    assert sum(sum(st[3:]) for st in tb.tcp.values()) == whole["packets"]
+    assert sum(sum(st[BIN0:]) for st in tb.tcp.values()) == whole["packets"]
 
 
 def test_unseekable_stream_gives_the_same_summary() -> None:
@@ -134,7 +133,7 @@ def test_garbage_inside_packets_never_crashes() -> None:
     """Random bytes as packet contents, on every link type: counted, never an exception."""
     import random
 
-    rnd = random.Random(5)
+    rnd = random.Random(5)  # noqa: S311 -- reproducible test data, not secrets
     for linktype in (1, 113, 276, 101, 0, 147):
         cap = Capture(linktype=linktype)
         for i in range(300):
