@@ -68,14 +68,15 @@ Schema ``alertcap.summary/1`` (times are UNIX seconds as floats, ``*_iso`` UTC;
     Null for captures too short to split; else the capture is split at the
     time-slice boundary nearest its middle (see ``tables.py``; within 1/16 of
     the duration): ``{split_at, split_at_iso, first_half_s, second_half_s,
-    packets: {first, second}, conversations, dst_ports, talkers}``, each list
+    packets: {first, second} (IP packets), conversations, dst_ports, talkers}``,
+    each list
     row carrying ``first``, ``second`` and ``change`` (second - first, in
     packets), sorted by the size of the change.
 ``limits``
     ``{max_flows, flows_tracked, max_host_pairs, overflow_packets,
     approximate}``: when more than ``max_flows`` directional TCP/UDP flows are
-    seen, later flows are counted per host pair (see ``tables.py``); totals
-    stay exact.
+    seen, later flows are counted per host pair (see ``tables.py``), and past
+    ``max_host_pairs`` of those per protocol only; totals stay exact.
 """
 
 from alertcap.pcap.reader import CaptureReader, NotACaptureError

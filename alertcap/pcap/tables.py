@@ -6,8 +6,10 @@ Boundary: plain counters keyed by raw header bytes; no decoding (that is
 Memory is bounded by construction:
 
 * ``tcp`` / ``udp`` hold one state list per *directional* flow (5-tuple in the
-  direction the packet travelled), at most ``max_flows`` of them together.
-* Once that limit is reached, packets of flows not already tracked are counted
+  direction the packet travelled), ``max_flows`` of them together -- plus, past
+  that limit, the reply directions of flows already tracked (so at most twice
+  ``max_flows``).
+* Once that limit is reached, packets of other new flows are counted
   per (protocol, source host, destination host) in ``overflow`` -- exact
   packet/byte counts, ports lost -- and their destination port in
   ``overflow_ports``.  ``overflow`` is itself limited to ``max_hosts`` entries;
@@ -48,6 +50,12 @@ def new_state(next_seq: int | None = -1) -> State:
 
 def packets(st: State) -> int:
     return sum(st[BIN0:])
+
+
+def reverse_key(key: bytes) -> bytes:
+    """The flow key of the other direction (src/dst addresses and ports swapped)."""
+    a = (len(key) - 4) // 2
+    return key[a : 2 * a] + key[:a] + key[-2:] + key[2 * a : 2 * a + 2]
 
 
 @dataclass
@@ -121,7 +129,9 @@ class Tables:
 
     def new_flow(self, table: dict[bytes, State], key: bytes, proto: int, cur: int) -> State:
         """State for a flow seen for the first time (or an aggregate if full)."""
-        if len(self.tcp) + len(self.udp) < self.max_flows:
+        if len(self.tcp) + len(self.udp) < self.max_flows or reverse_key(key) in table:
+            # Past the limit only the reply direction of a tracked flow gets a row,
+            # so conversations stay whole and the tables at most double.
             st = new_state()
             table[key] = st
             return st

@@ -196,3 +196,18 @@ def test_schema_top_and_copy(tmp_path: Any) -> None:
     assert d["bytes_per_s"] == pytest.approx(d["bytes"] / d["duration_s"], rel=1e-3)
     d["packets"] = -1
     assert summary.to_dict()["packets"] == summary.packets == len(m.cap.packets)
+
+
+def test_replies_of_tracked_flows_are_tracked_past_the_limit() -> None:
+    cap = Capture()
+    for i in range(60):  # 60 requests first: 50 tracked flows, 10 aggregated
+        cap.add(i * 0.01, ether(ipv4("10.0.0.1", "10.0.0.2", 17, udp(1000 + i, 53, b"q"))))
+    for i in range(60):
+        cap.add(1 + i * 0.01, ether(ipv4("10.0.0.2", "10.0.0.1", 17, udp(53, 1000 + i, b"r"))))
+    tb = Tables(max_flows=50)
+    s = summarise(io.BytesIO(cap.pcap()), top=1000, tables=tb).to_dict()
+    whole = [c for c in s["top_conversations_by_packets"] if not c["aggregated"]]
+    assert len(whole) == 50 and all(c["packets_b_to_a"] == 1 for c in whole)
+    assert len(tb.udp) == 100 and s["limits"]["overflow_packets"] == 20
+    (agg,) = (c for c in s["top_conversations_by_packets"] if c["aggregated"])
+    assert (agg["packets_a_to_b"], agg["packets_b_to_a"]) == (10, 10)
