@@ -1,0 +1,1 @@
+"""alertcap: alert-triggered packet capture for Azure VMs (the domain; no Functions imports)."""
