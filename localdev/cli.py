@@ -5,6 +5,7 @@
             .localdev/endpoints.json
     down    stop them all (and remove the demo VM's network namespace)
     status  what runs, where
+    restart-host [--kill]   restart (or crash and restart) the Functions host only
     alert   post an alert payload with the function key and follow its status URL
     demo    up, make the demo VM send an unusual burst of TCP traffic, post a
             real-shaped alert, follow the run, print the capture, summary and email, down
@@ -134,6 +135,10 @@ def _demo_vms() -> tuple[list[dict[str, Any]], dict[str, Any]]:
         vms.append({"id": vm_id("vm1"), "location": REGION, "osType": "Linux",
                     "interface": "lo"})
     vms.append({"id": vm_id("vm2"), "location": REGION, "osType": "Linux", "interface": "lo"})
+    # Extra loopback VMs for storm tests and benchmarks (LOCALDEV_EXTRA_VMS=50).
+    for i in range(int(os.environ.get("LOCALDEV_EXTRA_VMS") or 0)):
+        vms.append({"id": vm_id(f"storm{i:03d}"), "location": REGION, "osType": "Linux",
+                    "interface": "lo"})
     return vms, demo
 
 
@@ -206,12 +211,7 @@ def up(port: int = 7071, fast: bool = True) -> dict[str, Any]:
     _write_secret(STATE / "app.settings.json", {"Values": values})
 
     say(f"Functions host on http://127.0.0.1:{port}")
-    host_state = STATE / "host"
-    host_proc, host_log = _spawn("host", [sys.executable, "-m", "localdev.host", "--app-dir",
-                                          str(ROOT), "--port", str(port), "--state-dir",
-                                          str(host_state), "--settings",
-                                          str(STATE / "app.settings.json")])
-    runtime = _wait_file(host_state / "host-runtime.json", host_proc, "Functions host", host_log)
+    runtime = _start_host(port)
     keys = json.loads(Path(runtime["keysFile"]).read_text())
 
     endpoints = {
@@ -228,6 +228,45 @@ def up(port: int = 7071, fast: bool = True) -> dict[str, Any]:
                                         "system_key": keys["systemKeys"]["durabletask_extension"]})
     say(f"local stack ready: {ENDPOINTS} (keys inside; logs in {STATE / 'logs'})")
     return endpoints
+
+
+def _start_host(port: int) -> dict[str, Any]:
+    host_state = STATE / "host"
+    (host_state / "host-runtime.json").unlink(missing_ok=True)
+    argv = [sys.executable, "-m", "localdev.host", "--app-dir", str(ROOT), "--port", str(port),
+            "--state-dir", str(host_state), "--settings", str(STATE / "app.settings.json")]
+    proc, log = _spawn("host", argv)
+    return _wait_file(host_state / "host-runtime.json", proc, "Functions host", log)
+
+
+def restart_host(kill: bool) -> None:
+    """Stop the host (SIGKILL with --kill: a crash) and start it again on the same port
+    and state; the durable store resumes every instance it held."""
+    pids = json.loads(PIDS.read_text()) if PIDS.is_file() else {}
+    if "host" not in pids or not ENDPOINTS.is_file():
+        raise SystemExit("the local stack is not running: make up")
+    port = int(json.loads(ENDPOINTS.read_text())["functions_url"].rsplit(":", 1)[1])
+    if kill:
+        with suppress(ProcessLookupError):
+            os.killpg(pids["host"], signal.SIGKILL)
+        _wait_gone(pids["host"])
+    else:
+        _stop(pids["host"])
+    say("host stopped" + (" with SIGKILL" if kill else ""))
+    _start_host(port)
+    say(f"host restarted on port {port}")
+
+
+def _wait_gone(pid: int, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+        try:
+            os.killpg(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
 
 
 def _wait_port(port: int, proc: subprocess.Popen[bytes], what: str, log: Path) -> None:
@@ -499,6 +538,8 @@ def main(argv: list[str] | None = None) -> int:
     p_up.add_argument("--port", type=int, default=7071)
     sub.add_parser("down")
     sub.add_parser("status")
+    p_restart = sub.add_parser("restart-host", help="restart the Functions host only")
+    p_restart.add_argument("--kill", action="store_true", help="SIGKILL it first (a crash)")
     p_alert = sub.add_parser("alert")
     p_alert.add_argument("file")
     p_demo = sub.add_parser("demo")
@@ -512,6 +553,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "status":
         return status()
+    if args.command == "restart-host":
+        restart_host(args.kill)
+        return 0
     if args.command == "alert":
         return alert(args.file)
     return demo(args.keep)
