@@ -35,7 +35,8 @@ def send(clients: Clients, inp: NotifyInput) -> Notification:
     }
     operation_id = operation_id_for(inp.idempotency_key)
     try:
-        poller = clients.email().begin_send(message, operation_id=operation_id)
+        poller = clients.email().begin_send(message, operation_id=operation_id,
+                                            polling_interval=s.lro_polling_seconds)
         result = poller.result()
     except Exception as exc:
         raise from_azure(exc, "send the notification email") from exc
