@@ -113,3 +113,20 @@ def test_a_duplicate_alert_while_running_attaches_to_the_live_run(alerted: Obser
     assert len(alerted["captures_while_running"]) == 1
     assert alerted["captures_while_running"][0]["name"] == alerted["final"]["output"][
         "capture"]["name"]
+
+
+def test_the_email_arrives_within_seconds_of_the_capture_ending(
+        stack: Stack, alerted: Observed) -> None:
+    """The on-call reads the email, not the status URL: the run's configured LRO polling
+    (ALERTCAP_LRO_POLLING_SECONDS, 0.2 s on the local stack) applies to the send too."""
+    from datetime import datetime
+
+    output = alerted["final"]["output"]
+    (message,) = stack.emails_for(output)
+    finished = datetime.fromisoformat(output["finished_at"].replace("Z", "+00:00"))
+    received = datetime.fromisoformat(message["receivedAt"].replace("Z", "+00:00"))
+    completed = datetime.fromisoformat(
+        alerted["final"]["lastUpdatedTime"].replace("Z", "+00:00"))
+    assert (received - finished).total_seconds() < 10
+    assert (completed - received).total_seconds() < 10, (
+        "the run completed long after the email was delivered: the send is polled slowly")
