@@ -55,6 +55,7 @@ _PCAP_MAGICS = {
 }
 _PCAP_KUZNETSOV = {b"\x34\xcd\xb2\xa1", b"\xa1\xb2\xcd\x34"}
 _PCAPNG_SHB = b"\x0a\x0d\x0d\x0a"
+_SHB_TYPE = 0x0A0D0D0A
 _PCAPNG_BOM = 0x1A2B3C4D
 
 _REC_LE = struct.Struct("<IIII")
@@ -200,111 +201,124 @@ class CaptureReader:
     # -- pcapng ----------------------------------------------------------------
 
     def _pcapng_chunks(self) -> Iterator[Chunk]:
-        """Rewrite pcapng packet blocks into little-endian classic records (ns)."""
+        """Rewrite pcapng packet blocks into little-endian classic records (ns).
+
+        Blocks are walked in a read buffer (like classic records), so the cost
+        per packet is a couple of unpacks and one copy of the packet bytes.
+        """
         rec_pack = _REC_LE.pack
-        out: list[bytes] = []
-        out_size = 0
-        out_linktype = -1
-        interfaces: list[_Interface] = []
+        ns_per_s = 1_000_000_000
         order = "<"
+        head = struct.Struct("<II")
+        epb = struct.Struct("<IIIII")
+        interfaces: list[_Interface] = []
+        out: list[bytes] = []
+        out_linktype = -1
+        iface_now, linktype, mul, div, add = -1, -1, 1000, 1, 0
         last_ns = 0
-        block_head = self._head  # the SHB type already consumed by __post_init__
-        offset = 0
+        offset = 0  # file offset of buf[0]
+        buf = self._head  # the SHB type already consumed by __post_init__
+        eof = False
         while True:
-            head = block_head + self._read_exactly(8 - len(block_head))
-            block_head = b""
-            if len(head) < 8:
-                if head:
-                    self.warnings.append(
-                        f"file is truncated: incomplete pcapng block header at offset {offset}"
+            if not eof:
+                piece = self.stream.read(self.chunk_size)
+                self.bytes_read += len(piece)
+                eof = not piece
+                buf = buf + piece if buf else piece
+            n = len(buf)
+            pos = 0
+            damaged = ""
+            while pos + 12 <= n:
+                btype, blen = head.unpack_from(buf, pos)
+                if btype == _SHB_TYPE:  # a palindrome: the same in either byte order
+                    # A section header decides the byte order of everything after it.
+                    bom = buf[pos + 8 : pos + 12]
+                    if bom == _PCAPNG_BOM.to_bytes(4, "little"):
+                        order = "<"
+                    elif bom == _PCAPNG_BOM.to_bytes(4, "big"):
+                        order = ">"
+                    else:
+                        damaged = f"corrupt pcapng section header at offset {offset + pos}"
+                        break
+                    self.byte_order = "little" if order == "<" else "big"
+                    head = struct.Struct(order + "II")
+                    epb = struct.Struct(order + "IIIII")
+                    interfaces, iface_now = [], -1
+                    btype, blen = head.unpack_from(buf, pos)
+                if blen < 12 or blen % 4 or blen > MAX_RECORD:
+                    damaged = (
+                        f"corrupt pcapng block at offset {offset + pos} (length {blen});"
+                        " stopped reading"
                     )
-                break
-            if head[:4] == _PCAPNG_SHB:
-                # A section header decides the byte order of everything after it.
-                bom = self._read_exactly(4)
-                if len(bom) < 4:
-                    self.warnings.append("file is truncated inside a pcapng section header")
                     break
-                if struct.unpack("<I", bom)[0] == _PCAPNG_BOM:
-                    order = "<"
-                elif struct.unpack(">I", bom)[0] == _PCAPNG_BOM:
-                    order = ">"
+                if pos + blen > n:
+                    break  # the rest of this block is in the next read
+                if btype == 6 and blen >= 32:  # enhanced packet block: the common case
+                    iface, ts_hi, ts_lo, caplen, wirelen = epb.unpack_from(buf, pos + 8)
+                    if iface != iface_now:
+                        if iface >= len(interfaces):
+                            self.warnings.append(
+                                f"packet block at offset {offset + pos} names undefined"
+                                f" interface {iface}; skipped"
+                            )
+                            pos += blen
+                            continue
+                        iface_now = iface
+                        linktype = interfaces[iface].linktype
+                        mul, div, add = interfaces[iface].to_ns
+                    last_ns = ((ts_hi << 32 | ts_lo) * mul) // div + add
+                    data_at = pos + 28
+                    if caplen > blen - 32:  # claims more than the block holds
+                        caplen = blen - 32
+                elif btype == 3 and blen >= 16 and interfaces:  # simple packet block
+                    (wirelen,) = struct.unpack_from(order + "I", buf, pos + 8)
+                    caplen = min(wirelen, blen - 16, interfaces[0].snaplen or wirelen)
+                    data_at = pos + 12
+                    linktype, iface_now = interfaces[0].linktype, -1
+                elif btype == 2 and blen >= 32:  # obsolete packet block
+                    iface, _drops, ts_hi, ts_lo, caplen, wirelen = struct.unpack_from(
+                        order + "HHIIII", buf, pos + 8
+                    )
+                    if iface < len(interfaces):
+                        linktype, iface_now = interfaces[iface].linktype, -1
+                        m, d, a = interfaces[iface].to_ns
+                        last_ns = ((ts_hi << 32 | ts_lo) * m) // d + a
+                    data_at = pos + 28
+                    caplen = min(caplen, blen - 32)
                 else:
-                    self.warnings.append(f"corrupt pcapng section header at offset {offset}")
-                    break
-                self.byte_order = "little" if order == "<" else "big"
-                blen = struct.unpack(order + "I", head[4:])[0]
-                body_len = blen - 16
-                prefix = bom
-                interfaces = []
-            else:
-                btype, blen = struct.unpack(order + "II", head)
-                body_len = blen - 12
-                prefix = b""
-            if blen < 12 or blen % 4 or blen > MAX_RECORD:
-                self.warnings.append(
-                    f"corrupt pcapng block at offset {offset} (length {blen}); stopped reading"
-                )
-                break
-            body = self._read_exactly(body_len)
-            trailer = self._read_exactly(4)
-            if len(body) < body_len or len(trailer) < 4:
-                self.warnings.append(
-                    f"file is truncated: the last pcapng block (offset {offset}) is incomplete"
-                )
-                break
-            offset += blen
-            if prefix:
-                continue
-            packet: tuple[int, int, int, bytes] | None = None  # iface, ns, wirelen, data
-            if btype == 6 and len(body) >= 20:  # enhanced packet block
-                iface, ts_hi, ts_lo, caplen, wirelen = struct.unpack_from(order + "IIIII", body)
-                if iface < len(interfaces):
-                    ifc = interfaces[iface]
-                    mul, div, add = ifc.to_ns
-                    last_ns = ((ts_hi << 32 | ts_lo) * mul) // div + add
-                packet = (iface, last_ns, wirelen, body[20 : 20 + caplen])
-            elif btype == 3 and len(body) >= 4:  # simple packet block: no timestamp
-                (wirelen,) = struct.unpack_from(order + "I", body)
-                cap = wirelen
-                if interfaces and interfaces[0].snaplen:
-                    cap = min(cap, interfaces[0].snaplen)
-                packet = (0, last_ns, wirelen, body[4 : 4 + cap])
-            elif btype == 2 and len(body) >= 20:  # obsolete packet block
-                iface, _drops, ts_hi, ts_lo, caplen, wirelen = struct.unpack_from(
-                    order + "HHIIII", body
-                )
-                if iface < len(interfaces):
-                    mul, div, add = interfaces[iface].to_ns
-                    last_ns = ((ts_hi << 32 | ts_lo) * mul) // div + add
-                packet = (iface, last_ns, wirelen, body[20 : 20 + caplen])
-            elif btype == 1 and len(body) >= 8:  # interface description block
-                interfaces.append(self._interface(body, order))
-                lt = interfaces[-1].linktype
-                if lt not in self.linktypes:
-                    self.linktypes.append(lt)
-                if self.snaplen is None:
-                    self.snaplen = interfaces[-1].snaplen
-            if packet is None:
-                continue
-            iface, ns, wirelen, data = packet
-            if iface >= len(interfaces):
-                self.warnings.append(
-                    f"packet block at offset {offset - blen} names undefined interface {iface};"
-                    " skipped"
-                )
-                continue
-            linktype = interfaces[iface].linktype
-            if (linktype != out_linktype or out_size >= self.chunk_size) and out:
-                yield Chunk(b"".join(out), out_linktype, _REC_LE, 1_000_000_000)
-                out, out_size = [], 0
-            out_linktype = linktype
-            sec, frac = divmod(ns, 1_000_000_000)
-            out.append(rec_pack(sec & 0xFFFFFFFF, frac, len(data), wirelen))
-            out.append(data)
-            out_size += 16 + len(data)
-        if out:
-            yield Chunk(b"".join(out), out_linktype, _REC_LE, 1_000_000_000)
+                    if btype == 1 and blen >= 20:  # interface description block
+                        ifc = self._interface(buf[pos + 8 : pos + blen - 4], order)
+                        interfaces.append(ifc)
+                        if ifc.linktype not in self.linktypes:
+                            self.linktypes.append(ifc.linktype)
+                        if self.snaplen is None:
+                            self.snaplen = ifc.snaplen
+                    pos += blen
+                    continue
+                if linktype != out_linktype:
+                    if out:
+                        yield Chunk(b"".join(out), out_linktype, _REC_LE, ns_per_s)
+                        out = []
+                    out_linktype = linktype
+                sec, frac = divmod(last_ns, ns_per_s)
+                out.append(rec_pack(sec & 0xFFFFFFFF, frac, caplen, wirelen))
+                out.append(buf[data_at : data_at + caplen])
+                pos += blen
+            if out:
+                yield Chunk(b"".join(out), out_linktype, _REC_LE, ns_per_s)
+                out = []
+            if damaged:
+                self.warnings.append(damaged)
+                return
+            buf = buf[pos:]
+            offset += pos
+            if eof:
+                if buf:
+                    self.warnings.append(
+                        f"file is truncated: the last pcapng block (offset {offset}) is"
+                        " incomplete"
+                    )
+                return
 
     @staticmethod
     def _interface(body: bytes, order: str) -> _Interface:

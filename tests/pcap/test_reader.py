@@ -38,10 +38,11 @@ def test_records_view_yields_every_packet() -> None:
     )  # fmt: skip
 
 
+@pytest.mark.parametrize("fmt", ["pcap", "pcapng"])
 @pytest.mark.parametrize("chunk_size", [1, 17, 100, 4096])
-def test_tiny_chunks_and_short_reads_change_nothing(chunk_size: int) -> None:
+def test_tiny_chunks_and_short_reads_change_nothing(chunk_size: int, fmt: str) -> None:
     """Records straddling read boundaries are carried over; pipes return short reads."""
-    data = _capture().pcap()
+    data = _capture().pcap() if fmt == "pcap" else _capture().pcapng()
     whole = summarise(io.BytesIO(data)).to_dict()
     reader = CaptureReader(pcapgen.Unseekable(data, max_read=13), chunk_size=chunk_size)
     tb = Tables()
@@ -141,3 +142,43 @@ def test_garbage_inside_packets_never_crashes() -> None:
         s = summarise(io.BytesIO(cap.pcap())).to_dict()
         assert s["packets"] == 300
         assert sum(p["packets"] for p in s["protocols"]) == 300
+
+
+def _block(btype: int, body: bytes) -> bytes:
+    body += b"\0" * (-len(body) % 4)
+    return struct.pack("<II", btype, len(body) + 12) + body + struct.pack("<I", len(body) + 12)
+
+
+def test_pcapng_sections_interfaces_and_simple_packets() -> None:
+    frame = pcapgen.ether(pcapgen.ipv4("10.0.0.1", "10.0.0.2", 17, pcapgen.udp(1, 2, b"x")))
+    cooked = pcapgen.sll(pcapgen.ipv4("10.0.0.3", "10.0.0.4", 17, pcapgen.udp(3, 4, b"y")))
+    ns_opt = struct.pack("<HH", 9, 1) + b"\x09\0\0\0" + struct.pack("<HH", 0, 0)
+    t_us, t_ns = 1_760_000_000 * 10**6, 1_760_000_001 * 10**9
+
+    def epb(iface: int, ts: int, data: bytes) -> bytes:
+        return _block(6, struct.pack("<IIIII", iface, ts >> 32, ts & 0xFFFFFFFF, len(data),
+                                     len(data)) + data)  # fmt: skip
+
+    section = b"".join([
+        _block(0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1)),
+        _block(1, struct.pack("<HHI", pcapgen.ETH, 0, 0)),
+        _block(1, struct.pack("<HHI", pcapgen.SLL, 0, 0) + ns_opt),
+        epb(0, t_us, frame),
+        epb(1, t_ns, cooked),
+        _block(3, struct.pack("<I", len(frame)) + frame),  # simple packet: interface 0
+        epb(7, t_us, frame),  # no such interface
+        _block(0x0BAD, b"custom block, skipped"),
+    ])  # fmt: skip
+    second = Capture(packets=[pcapgen.Packet(5.0, frame)]).pcapng(big_endian=True)
+    s = summarise(io.BytesIO(section + second), top=100).to_dict()
+    assert s["packets"] == 4
+    assert s["source"]["link_types"] == [pcapgen.ETH, pcapgen.SLL]
+    assert s["source"]["byte_order"] == "big"  # of the last section
+    assert s["start"] == pytest.approx(1_760_000_000.0) and s["end"] == pytest.approx(
+        1_760_000_005.0
+    )
+    hosts = {(p["a"], p["b"]): p["packets"] for p in s["top_host_pairs_by_packets"]}
+    assert hosts == {("10.0.0.1", "10.0.0.2"): 3, ("10.0.0.3", "10.0.0.4"): 1}
+    (warning,) = s["warnings"]
+    assert "names undefined interface 7" in warning
+    assert s["complete"] is False  # the reader reported something about the file
