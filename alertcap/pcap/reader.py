@@ -124,9 +124,14 @@ class CaptureReader:
             # The upper 16 bits of the link-type field carry FCS metadata.
             self.linktypes = [network & 0xFFFF]
         elif head == _PCAPNG_SHB:
+            # Four bytes are a weak signature (CR LF CR LF... in a text file):
+            # require the section header's byte-order magic too.
+            rest = self._read_exactly(8)
+            if rest[4:] not in (_PCAPNG_BOM.to_bytes(4, "little"), _PCAPNG_BOM.to_bytes(4, "big")):
+                raise NotACaptureError("not a pcap or pcapng file (bad pcapng byte-order magic)")
             self.format = "pcapng"
             self.units = 1_000_000_000
-            self._head = head
+            self._head = head + rest
         elif head in _PCAP_KUZNETSOV:
             raise NotACaptureError("modified (Kuznetsov) pcap format is not supported")
         else:

@@ -67,8 +67,10 @@ def test_unseekable_stream_gives_the_same_summary() -> None:
         (b"GIF89a" + bytes(100), "not a pcap or pcapng file"),
         (b"\xd4\xc3\xb2\xa1\x02\x00", "header is truncated"),
         (b"\x34\xcd\xb2\xa1" + bytes(40), "Kuznetsov"),
+        (b"\n\r\r\nsome text that starts like a pcapng file", "byte-order magic"),
+        (b"\n\r\r\n\x1c\0\0\0", "byte-order magic"),
     ],
-    ids=["empty", "tiny", "gif", "short-header", "kuznetsov"],
+    ids=["empty", "tiny", "gif", "short-header", "kuznetsov", "crlf-text", "short-shb"],
 )
 def test_not_a_capture(data: bytes, message: str) -> None:
     with pytest.raises(NotACaptureError, match=message):
