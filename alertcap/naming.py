@@ -89,5 +89,6 @@ def capture_prefix_for(prefix: str, vm: VmRef) -> str:
 
 
 def capture_name_for(prefix: str, vm: VmRef, run_started: datetime) -> str:
-    # Network Watcher names: 1-80 of letters, digits, _ . -
-    return f"{capture_prefix_for(prefix, vm)}{run_started:%Y%m%d%H%M%S}"
+    # Network Watcher names: 1-80 of letters, digits, _ . -; milliseconds keep two runs
+    # of one VM apart even when the second starts in the second the first ended.
+    return f"{capture_prefix_for(prefix, vm)}{run_started:%Y%m%d%H%M%S}{run_started:%f}"[:-3]

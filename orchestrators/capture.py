@@ -60,8 +60,8 @@ Steps = Generator[Any, Any, Any]
 TERMINAL = ("Stopped", "Error")
 
 
-def _iso(moment: datetime) -> str:
-    return moment.replace(tzinfo=None).isoformat(timespec="seconds") + "Z"
+def _iso(moment: datetime, timespec: str = "seconds") -> str:
+    return moment.replace(tzinfo=None).isoformat(timespec=timespec) + "Z"
 
 
 def _parse(text: str) -> datetime:
@@ -191,7 +191,9 @@ def capture_run(ctx: Any) -> Steps:
     run = _Run(ctx, run_input)
     req = run.req
     m = run_input.monitor
-    started_at = m.run_started_at if m else _iso(_now(ctx))
+    # The run's identity within its instance (capture name, email idempotency key): to the
+    # microsecond, because a VM's next run can start within the second its last one ended.
+    started_at = m.run_started_at if m else _iso(_now(ctx), "microseconds")
     result = RunResult(instance_id=ctx.instance_id, vm_id=VmRef.parse(req.vm_id).id,
                        outcome="failed", requested_by=req.requested_by, alert=req.alert,
                        started_at=started_at, finished_at=started_at,

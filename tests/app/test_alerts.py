@@ -84,6 +84,8 @@ def test_names_are_deterministic_and_case_insensitive() -> None:
     assert instance_id_for(a).startswith("alertcap-web-01-")
     assert capture_prefix_for("alertcap", a) != capture_prefix_for("alertcap", c)
     from datetime import datetime
-    name = capture_name_for("alertcap", a, datetime(2026, 1, 2, 3, 4, 5))
-    assert name.startswith(capture_prefix_for("alertcap", a)) and name.endswith("20260102030405")
+    name = capture_name_for("alertcap", a, datetime(2026, 1, 2, 3, 4, 5, 678900))
+    assert name.startswith(capture_prefix_for("alertcap", a)) and name.endswith("20260102030405678")
     assert len(name) <= 80
+    # A VM's next run may start within the second its last one ended: still a new name.
+    assert capture_name_for("alertcap", a, datetime(2026, 1, 2, 3, 4, 5, 912000)) != name

@@ -108,7 +108,7 @@ def test_success_chains_every_step_and_reports_the_capture() -> None:
     assert out["reason"] == "TimeExceeded"
     assert out["stopped_by"] == "network-watcher"
     assert out["capture"]["name"].startswith("alertcap-vm1-")
-    assert out["capture"]["name"].endswith("-20261124020000")
+    assert out["capture"]["name"].endswith("-20261124020000000")
     assert out["summary"]["summary"]["packets"] == 1234
     assert out["notification"]["message_id"] == "msg-1"
     assert out["polls"] == 4
@@ -119,7 +119,7 @@ def test_success_chains_every_step_and_reports_the_capture() -> None:
     assert ctx.statuses[-1]["phase"] == "done"
     # The email got the whole result, and its idempotency key is stable for the run.
     assert scenario.emails[0]["run"]["outcome"] == "captured"
-    assert scenario.emails[0]["idempotency_key"] == f"{ctx.instance_id}/2026-11-24T02:00:00Z"
+    assert scenario.emails[0]["idempotency_key"] == f"{ctx.instance_id}/2026-11-24T02:00:00.000000Z"
 
 
 def test_clear_stale_only_targets_this_vms_prefix_and_keeps_the_new_name() -> None:
@@ -231,4 +231,4 @@ def test_history_is_bounded_by_continue_as_new_and_resumes_the_monitor() -> None
     assert names.CREATE_CAPTURE not in called(ctx2)
     assert out2["capture"]["name"] == carried["monitor"]["capture"]["name"]
     assert out2["polls"] == 7
-    assert out2["started_at"] == "2026-11-24T02:00:00Z"
+    assert out2["started_at"] == "2026-11-24T02:00:00.000000Z"

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from .reliability import EXTRA_VMS
 from .scenarios import Runs
 from .stack import Stack
 
@@ -45,7 +46,8 @@ def _netns_exists(name: str) -> bool:
 def stack_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     state = tmp_path_factory.mktemp("localdev")
     return {**os.environ, "LOCALDEV_STATE_DIR": str(state),
-            "LOCALDEV_NETNS": f"ace2e-{secrets.token_hex(3)}"}
+            "LOCALDEV_NETNS": f"ace2e-{secrets.token_hex(3)}",
+            "LOCALDEV_EXTRA_VMS": str(EXTRA_VMS)}
 
 
 @pytest.fixture(scope="session")

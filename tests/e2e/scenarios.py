@@ -18,6 +18,7 @@ from typing import Any
 
 from localdev.cli import demo_alert
 
+from .reliability import alert_storm, crash_and_resume
 from .stack import Stack
 
 Observed = dict[str, Any]
@@ -156,7 +157,8 @@ QUEUES: dict[str, list[Callable[[Stack], Observed]]] = {
     "vm1": [alert_with_duplicate, stop_early, terminate, capture_error],
     "vm2": [throttled, agent_missing],
 }
-EXCLUSIVE: list[Callable[[Stack], Observed]] = [email_outage_then_rewind, watcher_forbidden]
+EXCLUSIVE: list[Callable[[Stack], Observed]] = [email_outage_then_rewind, watcher_forbidden,
+                                                alert_storm, crash_and_resume]
 
 
 class Runs:
