@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 import heapq
 import ipaddress
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -134,25 +134,35 @@ def _build(reader: CaptureReader, tb: Tables, top: int) -> dict[str, Any]:
     duration = max((t_last or 0.0) - (t_first or 0.0), 0.0)
     halves = _Halves(tb)
 
-    # Directional rows: (proto, key, state); key is addrs+ports (flows) or addrs only.
-    rows: list[tuple[int, bytes, State]] = []
-    for proto, table in ((6, tb.tcp), (17, tb.udp)):
-        rows.extend((proto, k, st) for k, st in table.items())
-    rows.extend((k[0], k[1:], st) for k, st in tb.overflow.items())
-    flow_rows = len(rows)
-    rows.extend((k[0], k[1:], st) for k, st in tb.other.items())
+    def flow_rows() -> Iterator[tuple[int, bytes, State]]:
+        """Directional TCP/UDP rows: (proto, key, state); key is addrs+ports, or
+        addrs only for the aggregates of flows past the table limit."""
+        for proto, table in ((6, tb.tcp), (17, tb.udp)):
+            for k, st in table.items():
+                yield proto, k, st
+        for k, st in tb.overflow.items():
+            yield k[0], k[1:], st
 
-    # Bidirectional conversations (TCP/UDP only, like tshark's conv,tcp/udp).
-    convs: dict[tuple[int, bytes], list[int]] = {}
-    for proto, key, st in rows[:flow_rows]:
-        rkey = key[len(key) // 2 :] + key[: len(key) // 2] if len(key) in (8, 32) else None
-        rk = (proto, rkey if rkey is not None else reverse_key(key))
-        c = convs.get(rk) if rk[1] != key else None
+    def all_rows() -> Iterator[tuple[int, bytes, State]]:
+        yield from flow_rows()
+        for k, st in tb.other.items():
+            yield k[0], k[1:], st
+
+    # Bidirectional conversations (TCP/UDP only, like tshark's conv,tcp/udp),
+    # keyed by protocol byte + directional key of the first direction seen.
+    convs: dict[bytes, list[int]] = {}
+    for proto, key, st in flow_rows():
+        if len(key) in (8, 32):
+            back = bytes((proto,)) + key[len(key) // 2 :] + key[: len(key) // 2]
+        else:
+            back = bytes((proto,)) + reverse_key(key)
+        fwd = bytes((proto,)) + key
+        c = convs.get(back) if back != fwd else None
         if c is not None:
             c[2] += packets(st)
             c[3] += st[BYTES]
         else:
-            c = convs.setdefault((proto, key), [0] * 7)
+            c = convs.setdefault(fwd, [0] * 7)
             c[0] += packets(st)
             c[1] += st[BYTES]
         first, second = halves(st)
@@ -160,8 +170,9 @@ def _build(reader: CaptureReader, tb: Tables, top: int) -> dict[str, Any]:
         c[5] += first
         c[6] += second
 
-    def conv_out(item: tuple[tuple[int, bytes], list[int]]) -> dict[str, Any]:
-        (proto, key), c = item
+    def conv_out(item: tuple[bytes, list[int]]) -> dict[str, Any]:
+        pkey, c = item
+        proto, key = pkey[0], pkey[1:]
         aggregated = len(key) in (8, 32)
         a = (len(key) if aggregated else len(key) - 4) // 2
         return {
@@ -184,7 +195,7 @@ def _build(reader: CaptureReader, tb: Tables, top: int) -> dict[str, Any]:
     pairs: dict[bytes, list[int]] = {}
     talkers: dict[bytes, list[int]] = {}
     ports: dict[tuple[int, int], list[int]] = {}
-    for proto, key, st in rows:
+    for proto, key, st in all_rows():
         a = (len(key) - 4) // 2 if len(key) in (12, 36) else len(key) // 2
         src, dst = key[:a], key[a : 2 * a]
         first, second = halves(st)
@@ -207,12 +218,8 @@ def _build(reader: CaptureReader, tb: Tables, top: int) -> dict[str, Any]:
             pr[0] += packets(st)
             pr[1] += first
             pr[2] += second
-    for pkey, st in tb.overflow_ports.items():
-        first, second = halves(st)
-        pr = ports.setdefault((pkey >> 16, pkey & 0xFFFF), [0] * 3)
-        pr[0] += packets(st)
-        pr[1] += first
-        pr[2] += second
+    for pkey, count in tb.overflow_ports.items():
+        ports.setdefault((pkey >> 16, pkey & 0xFFFF), [0] * 3)[0] += count
 
     def pair_out(item: tuple[bytes, list[int]]) -> dict[str, Any]:
         key, p = item
@@ -231,7 +238,7 @@ def _build(reader: CaptureReader, tb: Tables, top: int) -> dict[str, Any]:
     # Protocol mix.
     mix: dict[str, list[int]] = {}
     ip_versions = {"ipv4": 0, "ipv6": 0}
-    for proto, key, st in rows:
+    for proto, key, st in all_rows():
         m = mix.setdefault(IP_PROTOCOLS.get(proto, f"ip-proto-{proto}"), [0, 0])
         m[0] += packets(st)
         m[1] += st[BYTES]
@@ -276,8 +283,8 @@ def _build(reader: CaptureReader, tb: Tables, top: int) -> dict[str, Any]:
 
         split_t = halves.split_t / units
         conv_changes = []
-        for (proto, key), first, second in grew(convs.items(), 5):
-            d = conv_out(((proto, key), convs[(proto, key)]))
+        for pkey, first, second in grew(convs.items(), 5):
+            d = conv_out((pkey, convs[pkey]))
             conv_changes.append(
                 {k: d[k] for k in ("proto", "a", "a_port", "b", "b_port", "aggregated")}
                 | {"first": first, "second": second, "change": second - first}
