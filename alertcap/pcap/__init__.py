@@ -77,6 +77,21 @@ Schema ``alertcap.summary/1`` (times are UNIX seconds as floats, ``*_iso`` UTC;
     approximate}``: when more than ``max_flows`` directional TCP/UDP flows are
     seen, later flows are counted per host pair (see ``tables.py``), and past
     ``max_host_pairs`` of those per protocol only; totals stay exact.
+
+Known limits:
+
+* Conversations are keyed by 5-tuple only; tshark additionally starts a new
+  TCP conversation when a closed 5-tuple is reused (a new SYN), we merge them.
+* Retransmissions follow Wireshark's basic rule (see ``decode.py``) without
+  its out-of-order/fast/spurious split; segments from TCP segmentation offload
+  (IP total length 0) are not sequence-tracked.
+* No IP reassembly: non-first fragments carry no ports and count under host
+  pairs and the protocol mix only.  Tunnels (GRE, VXLAN, IP-in-IP), MPLS and
+  PPPoE are counted by protocol/EtherType, not decapsulated.
+* ``start``/``end`` are the first and last packet in file order (capinfos
+  reports earliest/latest; they differ only for out-of-order captures).
+* pcapng is rewritten record by record and is about half as fast as classic
+  pcap (Network Watcher writes classic pcap).
 """
 
 from alertcap.pcap.reader import CaptureReader, NotACaptureError
