@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import struct
 
 import pytest
@@ -184,3 +185,25 @@ def test_pcapng_sections_interfaces_and_simple_packets() -> None:
     (warning,) = s["warnings"]
     assert "names undefined interface 7" in warning
     assert s["complete"] is False  # the reader reported something about the file
+
+
+@pytest.mark.parametrize("fmt", ["pcap", "pcapng"])
+def test_mutated_files_never_crash(fmt: str) -> None:
+    """Flipped bytes anywhere after the file header: a summary (maybe with warnings)."""
+    import random
+
+    rnd = random.Random(fmt)  # noqa: S311 -- reproducible test data, not secrets
+    cap = _capture(30)
+    for p in cap.packets[::4]:  # some IPv6 and VLAN-tagged packets too
+        p.frame = pcapgen.ether(pcapgen.ipv6("fd00::1", "fd00::2", 6, p.frame[34:]), v6=True,
+                                vlans=[7])  # fmt: skip
+    data = cap.pcap() if fmt == "pcap" else cap.pcapng()
+    header = 24 if fmt == "pcap" else 28
+    for _ in range(150):
+        mutated = bytearray(data)
+        for _ in range(rnd.randint(1, 8)):
+            mutated[rnd.randrange(header, len(mutated))] = rnd.randrange(256)
+        s = summarise(io.BytesIO(bytes(mutated[: rnd.randrange(header, len(mutated) + 1)])))
+        d = s.to_dict()
+        assert sum(p["packets"] for p in d["protocols"]) == d["packets"]
+        assert json.loads(json.dumps(d, allow_nan=False)) == d
