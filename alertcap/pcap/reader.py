@@ -105,6 +105,9 @@ class CaptureReader:
     _head: bytes = b""
 
     def __post_init__(self) -> None:
+        probe = self.stream.read(0)
+        if not isinstance(probe, bytes | bytearray):
+            raise TypeError("the capture stream must be binary (open it with 'rb')")
         head = self._read_exactly(4)
         if len(head) < 4:
             raise NotACaptureError(

@@ -207,3 +207,8 @@ def test_mutated_files_never_crash(fmt: str) -> None:
         d = s.to_dict()
         assert sum(p["packets"] for p in d["protocols"]) == d["packets"]
         assert json.loads(json.dumps(d, allow_nan=False)) == d
+
+
+def test_text_stream_is_refused() -> None:
+    with pytest.raises(TypeError, match="binary"):
+        summarise(io.StringIO("not bytes"))  # type: ignore[arg-type]
