@@ -134,7 +134,7 @@ def track_seq(st: State, seq: int, payload: int, flags: int) -> int:
 # the flow key (addresses and ports, 12 bytes) and the TCP sequence number,
 # data offset and flags -- all with one unpack, no separate slice.
 _FAST = struct.Struct(">HBxH2xHxB2x12sI4xBB")
-_FAST_MIN = 14 + 20 + 14
+_FAST_MIN = 14 + 20 + 20  # a TCP header cut short is left to decode(), like tshark does
 
 
 def scan(chunk: Chunk, tb: Tables) -> None:

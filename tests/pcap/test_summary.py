@@ -211,3 +211,15 @@ def test_replies_of_tracked_flows_are_tracked_past_the_limit() -> None:
     assert len(tb.udp) == 100 and s["limits"]["overflow_packets"] == 20
     (agg,) = (c for c in s["top_conversations_by_packets"] if c["aggregated"])
     assert (agg["packets_a_to_b"], agg["packets_b_to_a"]) == (10, 10)
+
+
+@pytest.mark.parametrize("snaplen", [47, 48, 53, 54])
+def test_tcp_header_cut_short_is_not_a_flow(snaplen: int) -> None:
+    """Ports are taken only from a complete TCP header, on every path."""
+    cap, c = _conn()
+    c.send(0.1, 0, PSH | ACK, bytes(100))
+    s = summarise(io.BytesIO(cap.pcap(snaplen=snaplen)), top=100).to_dict()
+    flows = sum(c["packets"] for c in s["top_conversations_by_packets"])
+    assert flows == (len(cap.packets) if snaplen >= 54 else 0)
+    assert s["top_host_pairs_by_packets"][0]["packets"] == len(cap.packets)
+    assert bool(s["warnings"]) == (snaplen < 54)
