@@ -1,10 +1,13 @@
-"""The activity blueprint: each function decodes its input dataclass and hands it to an
-adapter (network.py, summary.py, notify.py) through `_runtime.run`. No decisions here:
-the orchestrator decides what happens next.
+"""The activity blueprint: one table from function name to (input dataclass, adapter).
+
+Each activity decodes its input dataclass and hands it to its adapter (network.py,
+summary.py, notify.py) through `_runtime.run`. No decisions here: the orchestrator
+decides what happens next.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import azure.durable_functions as df
@@ -18,6 +21,7 @@ from alertcap.model import (
     ClearStaleInput,
     CreateCaptureInput,
     EnsureAgentInput,
+    Model,
     NotifyInput,
     ResolveWatcherInput,
     SummariseInput,
@@ -25,56 +29,26 @@ from alertcap.model import (
 
 bp = df.Blueprint()
 
-
-@bp.function_name(names.RESOLVE_WATCHER)
-@bp.activity_trigger(input_name="payload", activity=names.RESOLVE_WATCHER)
-def resolve_watcher(payload: Any) -> dict[str, Any]:
-    return run(names.RESOLVE_WATCHER, payload, ResolveWatcherInput, network.resolve_watcher)
-
-
-@bp.function_name(names.ENSURE_AGENT)
-@bp.activity_trigger(input_name="payload", activity=names.ENSURE_AGENT)
-def ensure_agent(payload: Any) -> dict[str, Any]:
-    return run(names.ENSURE_AGENT, payload, EnsureAgentInput, network.ensure_agent)
-
-
-@bp.function_name(names.CLEAR_STALE_CAPTURE)
-@bp.activity_trigger(input_name="payload", activity=names.CLEAR_STALE_CAPTURE)
-def clear_stale_capture(payload: Any) -> dict[str, Any]:
-    return run(names.CLEAR_STALE_CAPTURE, payload, ClearStaleInput, network.clear_stale_capture)
+ACTIVITIES: dict[str, tuple[type[Model], Callable[[Any, Any], Model]]] = {
+    names.RESOLVE_WATCHER: (ResolveWatcherInput, network.resolve_watcher),
+    names.ENSURE_AGENT: (EnsureAgentInput, network.ensure_agent),
+    names.CLEAR_STALE_CAPTURE: (ClearStaleInput, network.clear_stale_capture),
+    names.CHECK_LIMIT: (CheckLimitInput, network.check_limit),
+    names.CREATE_CAPTURE: (CreateCaptureInput, network.create_capture),
+    names.GET_CAPTURE_STATUS: (CaptureStatusInput, network.get_capture_status),
+    names.STOP_CAPTURE: (CaptureStatusInput, network.stop_capture),
+    names.SUMMARISE_CAPTURE: (SummariseInput, summary.summarise_capture),
+    names.NOTIFY: (NotifyInput, notify.send),
+}
 
 
-@bp.function_name(names.CHECK_LIMIT)
-@bp.activity_trigger(input_name="payload", activity=names.CHECK_LIMIT)
-def check_limit(payload: Any) -> dict[str, Any]:
-    return run(names.CHECK_LIMIT, payload, CheckLimitInput, network.check_limit)
+def _register(name: str, input_type: type[Model], adapter: Callable[[Any, Any], Model]) -> None:
+    def activity(payload: Any) -> dict[str, Any]:
+        return run(name, payload, input_type, adapter)
+
+    activity.__name__ = activity.__qualname__ = name
+    bp.function_name(name)(bp.activity_trigger(input_name="payload", activity=name)(activity))
 
 
-@bp.function_name(names.CREATE_CAPTURE)
-@bp.activity_trigger(input_name="payload", activity=names.CREATE_CAPTURE)
-def create_capture(payload: Any) -> dict[str, Any]:
-    return run(names.CREATE_CAPTURE, payload, CreateCaptureInput, network.create_capture)
-
-
-@bp.function_name(names.GET_CAPTURE_STATUS)
-@bp.activity_trigger(input_name="payload", activity=names.GET_CAPTURE_STATUS)
-def get_capture_status(payload: Any) -> dict[str, Any]:
-    return run(names.GET_CAPTURE_STATUS, payload, CaptureStatusInput, network.get_capture_status)
-
-
-@bp.function_name(names.STOP_CAPTURE)
-@bp.activity_trigger(input_name="payload", activity=names.STOP_CAPTURE)
-def stop_capture(payload: Any) -> dict[str, Any]:
-    return run(names.STOP_CAPTURE, payload, CaptureStatusInput, network.stop_capture)
-
-
-@bp.function_name(names.SUMMARISE_CAPTURE)
-@bp.activity_trigger(input_name="payload", activity=names.SUMMARISE_CAPTURE)
-def summarise_capture(payload: Any) -> dict[str, Any]:
-    return run(names.SUMMARISE_CAPTURE, payload, SummariseInput, summary.summarise_capture)
-
-
-@bp.function_name(names.NOTIFY)
-@bp.activity_trigger(input_name="payload", activity=names.NOTIFY)
-def notify_oncall(payload: Any) -> dict[str, Any]:
-    return run(names.NOTIFY, payload, NotifyInput, notify.send)
+for _name, (_input_type, _adapter) in ACTIVITIES.items():
+    _register(_name, _input_type, _adapter)

@@ -58,24 +58,21 @@ class Clients:
             return self._credential
 
     def network(self, subscription_id: str) -> Any:
-        credential = self.credential
-        with self._lock:
-            if subscription_id not in self._network:
-                from azure.mgmt.network import NetworkManagementClient
+        from azure.mgmt.network import NetworkManagementClient
 
-                self._network[subscription_id] = NetworkManagementClient(
-                    credential, subscription_id, **self._common())
-            return self._network[subscription_id]
+        return self._arm_client(self._network, NetworkManagementClient, subscription_id)
 
     def resources(self, subscription_id: str) -> Any:
+        from azure.mgmt.resource.resources import ResourceManagementClient
+
+        return self._arm_client(self._resources, ResourceManagementClient, subscription_id)
+
+    def _arm_client(self, cache: dict[str, Any], cls: Any, subscription_id: str) -> Any:
         credential = self.credential
         with self._lock:
-            if subscription_id not in self._resources:
-                from azure.mgmt.resource.resources import ResourceManagementClient
-
-                self._resources[subscription_id] = ResourceManagementClient(
-                    credential, subscription_id, **self._common())
-            return self._resources[subscription_id]
+            if subscription_id not in cache:
+                cache[subscription_id] = cls(credential, subscription_id, **self._common())
+            return cache[subscription_id]
 
     def email(self) -> Any:
         s = self.settings

@@ -280,3 +280,14 @@ def test_azure_status_mapping(status: int, kind: str) -> None:
     from alertcap.errors import from_azure
 
     assert type(from_azure(http_error(status), "x")).__name__ == kind
+
+
+def test_every_activity_the_orchestrator_calls_is_registered() -> None:
+    import function_app
+    from alertcap import names
+
+    registered = {f.get_function_name(): f.get_trigger().type
+                  for f in function_app.app.get_functions()}
+    for name in names.ACTIVITIES:
+        assert registered.get(name) == "activityTrigger", name
+    assert registered[names.ORCHESTRATOR] == "orchestrationTrigger"
