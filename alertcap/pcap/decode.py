@@ -24,18 +24,16 @@ unpack, slice or method call on the reference machine), so
   over the tables, and a flow's packet count is the sum of its time slices.
   Rarer traffic (ICMP, ARP, fragments, truncated headers) is counted by method
   calls on ``Tables``;
-* in-order TCP data is one comparison; anything else goes to :func:`track_seq`;
+* in-order TCP data is one comparison; anything else (and SYN, FIN, RST) goes
+  to ``Tables.tcp_flags`` / :func:`~alertcap.pcap.tables.track_seq`;
 * attribute lookups are hoisted into locals and counters are written back to
   ``Tables`` once per chunk.
 
 Flow key layout (see :func:`split_key`): ``src, dst, sport, dport`` -- 4+4+2+2
 bytes for IPv4, 16+16+2+2 for IPv6.
 
-Retransmission, as counted here: a TCP segment that carries data (or SYN/FIN)
-and whose first sequence number lies before the end of the highest sequence
-range already seen in the same direction of the same flow -- Wireshark's basic
-rule.  Keep-alives (at most one byte at next_seq - 1) are not counted; unlike
-Wireshark we do not split out "fast", "spurious" or "out-of-order" cases.
+What counts as a retransmission is defined at
+:func:`alertcap.pcap.tables.track_seq`.
 """
 
 from __future__ import annotations
@@ -43,9 +41,9 @@ from __future__ import annotations
 import struct
 
 from alertcap.pcap.reader import Chunk
-from alertcap.pcap.tables import NEXT, RETX, State, Tables, reverse_key
+from alertcap.pcap.tables import NEXT, Tables, reverse_key, track_seq
 
-__all__ = ["NON_IP_NAMES", "decode", "reverse_key", "scan", "split_key", "track_seq"]
+__all__ = ["NON_IP_NAMES", "decode", "reverse_key", "scan", "split_key"]
 
 _IP4 = struct.Struct(">BxH2xHxB")  # version/IHL, total length, flags/fragment, protocol
 _IP6 = struct.Struct(">4xHB")  # payload length, next header
@@ -56,7 +54,6 @@ _NULL = frozenset((0, 108))  # BSD loopback: 4-byte address family
 _AF_INET6 = frozenset((10, 24, 28, 30))
 # IPv6 extension headers with the generic (next header, length in 8-octet units) layout
 _IP6_EXT = frozenset((0, 43, 60, 135, 139, 140, 253, 254))
-_MASK32 = 0xFFFFFFFF
 
 # Negative Tables.non_ip kinds; non-negative kinds are EtherTypes.
 SHORT_FRAME = -1
@@ -108,27 +105,6 @@ def _ip6_transport(buf: bytes, pos: int, end: int, nh: int) -> tuple[int, int]:
             return pos, nh
 
 
-def track_seq(st: State, seq: int, payload: int, flags: int) -> int:
-    """Sequence bookkeeping off the in-order fast path; 1 if a retransmission."""
-    nxt = st[NEXT]
-    if nxt is None or (payload <= 0 and not flags & 3):
-        return 0  # an aggregate row, or a segment that occupies no sequence space
-    seg_end = (seq + payload + (flags & 1) + ((flags >> 1) & 1)) & _MASK32
-    if nxt < 0:
-        st[NEXT] = seg_end
-        return 0
-    nxt &= _MASK32  # the fast path stores seq + payload unwrapped
-    behind = (nxt - seq) & _MASK32
-    retransmitted = 0 < behind < 0x80000000 and (behind != 1 or payload > 1 or flags & 3)
-    if retransmitted:
-        st[RETX] += 1
-    if 0 < ((seg_end - nxt) & _MASK32) < 0x80000000:
-        st[NEXT] = seg_end
-    else:
-        st[NEXT] = nxt
-    return 1 if retransmitted else 0
-
-
 # The fast path reads, from Ethernet byte 12: EtherType, IPv4 version/IHL, total
 # length, flags/fragment offset, protocol, and (assuming a 20-byte IP header)
 # the flow key (addresses and ports, 12 bytes) and the TCP sequence number,
@@ -152,11 +128,10 @@ def scan(chunk: Chunk, tb: Tables) -> None:
     tcp = tb.tcp
     udp = tb.udp
     new_flow = tb.new_flow
-    count_syn = tb.count_syn
+    tcp_flags = tb.tcp_flags
     advance = tb.advance
     cur = tb.cur
     be_sec, be_frac = tb.bin_end
-    syn = syn_ack = rst = fin = retx = 0
     off = 0
     last = -1
     last_header = n - 16
@@ -172,62 +147,56 @@ def scan(chunk: Chunk, tb: Tables) -> None:
             cur, be_sec, be_frac = advance(ts_sec, ts_frac)
 
         if caplen >= fast_min:
-            et, vihl, l4len, frag, proto, key, seq, doff, flags = fast(buf, p + 12)
-        else:
-            et = 0
-        if et == 0x0800 and vihl == 0x45 and not frag & 0x1FFF and (proto == 6 or proto == 17):
-            l4len -= 20  # it was the IP total length
-        else:
-            found = decode(buf, p, end, lt, wirelen, cur, tb)
-            if found is None:
-                continue
-            key, proto, l4, l4len = found
-            if proto == 6:
-                seq, doff, flags = tcp_hdr(buf, l4 + 4)
+            # The fast path; its TCP branch is the hottest code in this package.
+            et, vihl, iplen, frag, proto, key, seq, doff, flags = fast(buf, p + 12)
+            if et == 0x0800 and vihl == 0x45 and not frag & 0x1FFF:
+                if proto == 6:
+                    try:
+                        st = tcp[key]  # a subscript is cheaper than .get(); misses are rare
+                    except KeyError:
+                        st = new_flow(tcp, key, 6, cur)
+                    st[0] += wirelen
+                    st[cur] += 1
+                    payload = iplen - 20 - ((doff >> 2) & 0x3C)
+                    if flags & 7:  # SYN, FIN or RST: rare, so a call is fine
+                        tcp_flags(st, seq, payload, flags, ts_sec)
+                    elif payload > 0:
+                        if seq == st[NEXT]:
+                            st[NEXT] = seq + payload  # in order: the common case
+                        else:
+                            track_seq(tb, st, seq, payload, flags)
+                    continue
+                if proto == 17:
+                    try:
+                        st = udp[key]
+                    except KeyError:
+                        st = new_flow(udp, key, 17, cur)
+                    st[0] += wirelen
+                    st[cur] += 1
+                    continue
 
+        # Everything else: the general decoder, then the same counting.
+        found = decode(buf, p, end, lt, wirelen, cur, tb)
+        if found is None:
+            continue
+        key, proto, l4, l4len = found
+        table = tcp if proto == 6 else udp
+        st = table.get(key) or new_flow(table, key, proto, cur)
+        st[0] += wirelen
+        st[cur] += 1
         if proto == 6:
-            try:
-                st = tcp[key]  # a subscript is cheaper than .get(); misses are rare
-            except KeyError:
-                st = new_flow(tcp, key, 6, cur)
-            st[0] += wirelen
-            st[cur] += 1
+            seq, doff, flags = tcp_hdr(buf, l4 + 4)
             payload = l4len - ((doff >> 2) & 0x3C)
             if flags & 7:
-                if flags & 2:
-                    if flags & 16:
-                        syn_ack += 1
-                    else:
-                        syn += 1
-                        count_syn(ts_sec)
-                if flags & 4:
-                    rst += 1
-                if flags & 1:
-                    fin += 1
-                retx += track_seq(st, seq, payload, flags)
+                tcp_flags(st, seq, payload, flags, ts_sec)
             elif payload > 0:
-                if seq == st[NEXT]:
-                    st[NEXT] = seq + payload  # in order: the common case
-                else:
-                    retx += track_seq(st, seq, payload, flags)
-        else:
-            try:
-                st = udp[key]
-            except KeyError:
-                st = new_flow(udp, key, 17, cur)
-            st[0] += wirelen
-            st[cur] += 1
+                track_seq(tb, st, seq, payload, flags)
 
     chunk.used = off
     if last >= 0:
         ts_sec, ts_frac = rec(buf, last)[:2]
         tb.t_last = ts_sec * tb.units + ts_frac
     tb.cur = cur
-    tb.syn += syn
-    tb.syn_ack += syn_ack
-    tb.rst += rst
-    tb.fin += fin
-    tb.retransmissions += retx
 
 
 def decode(

@@ -40,6 +40,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 BYTES, RETX, NEXT, BIN0 = 0, 1, 2, 3
+_MASK32 = 0xFFFFFFFF
 NBINS = 16
 MAX_FLOWS = 30_000
 MAX_HOSTS = 10_000
@@ -50,6 +51,33 @@ State = list  # [bytes, retransmissions, next_seq, bins...]
 
 def new_state(next_seq: int | None = -1) -> State:
     return [0, 0, next_seq, *([0] * NBINS)]
+
+
+def track_seq(tb: Tables, st: State, seq: int, payload: int, flags: int) -> None:
+    """Sequence bookkeeping off the in-order fast path: counts retransmissions.
+
+    A retransmission is a TCP segment that carries data (or SYN/FIN) and whose
+    first sequence number lies before the end of the highest sequence range
+    already seen in the same direction of the same flow -- Wireshark's basic
+    rule.  Keep-alives (at most one byte at next_seq - 1) are not counted; unlike
+    Wireshark we do not split out "fast", "spurious" or "out-of-order" cases.
+    """
+    nxt = st[NEXT]
+    if nxt is None or (payload <= 0 and not flags & 3):
+        return  # an aggregate row, or a segment that occupies no sequence space
+    seg_end = (seq + payload + (flags & 1) + ((flags >> 1) & 1)) & _MASK32
+    if nxt < 0:
+        st[NEXT] = seg_end
+        return
+    nxt &= _MASK32  # the fast path stores seq + payload unwrapped
+    behind = (nxt - seq) & _MASK32
+    if 0 < behind < 0x80000000 and (behind != 1 or payload > 1 or flags & 3):
+        st[RETX] += 1
+        tb.retransmissions += 1
+    if 0 < ((seg_end - nxt) & _MASK32) < 0x80000000:
+        st[NEXT] = seg_end
+    else:
+        st[NEXT] = nxt
 
 
 def packets(st: State) -> int:
@@ -167,6 +195,20 @@ class Tables:
         if st is None:
             st = self.remainder[proto] = new_state(None)
         return st
+
+    def tcp_flags(self, st: State, seq: int, payload: int, flags: int, second: int) -> None:
+        """Count a SYN, FIN or RST segment (and track its sequence number)."""
+        if flags & 2:
+            if flags & 16:
+                self.syn_ack += 1
+            else:
+                self.syn += 1
+                self.count_syn(second)
+        if flags & 4:
+            self.rst += 1
+        if flags & 1:
+            self.fin += 1
+        track_seq(self, st, seq, payload, flags)
 
     def count_non_ip(self, kind: int, wirelen: int) -> None:
         c = self.non_ip.get(kind)
