@@ -83,7 +83,7 @@ def split_key(key: bytes) -> tuple[bytes, bytes, int, int]:
     return key[:a], key[a : 2 * a], key[2 * a] << 8 | key[2 * a + 1], key[-2] << 8 | key[-1]
 
 
-def _ip6_transport(buf: bytes, pos: int, end: int, nh: int) -> tuple[int, int]:
+def _ip6_transport(buf: bytes | bytearray, pos: int, end: int, nh: int) -> tuple[int, int]:
     """Skip IPv6 extension headers: (transport offset, protocol), or -1 as the
     protocol for a non-first fragment or a header chain cut off by the snaplen."""
     while True:
@@ -116,7 +116,7 @@ _FAST_MIN = 14 + 20 + 20  # a TCP header cut short is left to decode(), like tsh
 def scan(chunk: Chunk, tb: Tables) -> None:
     """Count every complete record of ``chunk`` into ``tb``; set ``chunk.used``."""
     buf = chunk.data
-    n = len(buf)
+    n = chunk.size
     rec = chunk.record.unpack_from
     max_caplen = chunk.max_caplen
     lt = chunk.linktype
@@ -200,7 +200,7 @@ def scan(chunk: Chunk, tb: Tables) -> None:
 
 
 def decode(
-    buf: bytes, p: int, end: int, lt: int, wirelen: int, cur: int, tb: Tables
+    buf: bytes | bytearray, p: int, end: int, lt: int, wirelen: int, cur: int, tb: Tables
 ) -> tuple[bytes, int, int, int] | None:
     """The general decoder for one packet at ``buf[p:end]``.
 
@@ -252,7 +252,8 @@ def decode(
                 tb.short_packets += 1
             tb.other_ip(proto, buf[q + 12 : q + 20], wirelen, cur)
             return None
-        key = buf[q + 12 : q + 24] if ihl == 20 else buf[q + 12 : q + 20] + buf[l4 : l4 + 4]
+        # bytes(): the read buffer is reused, and a bytearray is no dict key
+        key = bytes(buf[q + 12 : q + 20] + buf[l4 : l4 + 4])
         return key, proto, l4, iplen - ihl
     if et == 0x86DD:
         if q + 40 > end:
@@ -268,7 +269,7 @@ def decode(
             # -1: a non-first fragment or a cut-off header chain; file it as "fragment"
             tb.other_ip(44 if proto < 0 else proto, buf[q + 8 : q + 40], wirelen, cur)
             return None
-        key = buf[q + 8 : q + 44] if l4 == q + 40 else buf[q + 8 : q + 40] + buf[l4 : l4 + 4]
+        key = bytes(buf[q + 8 : q + 40] + buf[l4 : l4 + 4])
         return key, proto, l4, plen - (l4 - q - 40)
     tb.count_non_ip(et, wirelen)
     return None

@@ -175,7 +175,7 @@ class Tables:
         ports[port_key] = ports.get(port_key, 0) + 1
         return self._aggregate(self.overflow, bytes((proto,)) + key[: 2 * half], proto)
 
-    def other_ip(self, proto: int, addrs: bytes, wirelen: int, cur: int) -> None:
+    def other_ip(self, proto: int, addrs: bytes | bytearray, wirelen: int, cur: int) -> None:
         """Count an IP packet whose ports we don't track (ICMP, fragments, ...)."""
         key = bytes((proto,)) + addrs
         st = self.other.get(key)

@@ -212,3 +212,17 @@ def test_mutated_files_never_crash(fmt: str) -> None:
 def test_text_stream_is_refused() -> None:
     with pytest.raises(TypeError, match="binary"):
         summarise(io.StringIO("not bytes"))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("fmt", ["pcap", "pcapng"])
+@pytest.mark.parametrize("stream", ["bytesio", "unseekable"])
+def test_records_survive_buffer_reuse_and_jumbo_frames(fmt: str, stream: str) -> None:
+    """The read buffer is reused and grows for records larger than it."""
+    cap = _capture(20)
+    jumbo = pcapgen.ether(pcapgen.ipv4("10.0.0.9", "10.0.0.8", 17, pcapgen.udp(9, 9, bytes(9000))))
+    cap.packets.insert(7, pcapgen.Packet(0.15, jumbo))
+    data = cap.pcap() if fmt == "pcap" else cap.pcapng()
+    src = io.BytesIO(data) if stream == "bytesio" else pcapgen.Unseekable(data)
+    recs = list(CaptureReader(src, chunk_size=1000).records())
+    assert [r[4] for r in recs] == [p.frame for p in cap.packets]
+    assert all(type(r[4]) is bytes for r in recs)
