@@ -337,7 +337,8 @@ def markdown(r: dict) -> str:  # type: ignore[type-arg]
         "Traffic: Ethernet, ~4,000 TCP flows (10% IPv6, 3% VLAN-tagged; handshakes, "
         "request/response and bulk transfers, ~1% retransmissions, resets), DNS over UDP, "
         "ICMP, ARP, and one conversation surging in the second half. Peak RSS is the "
-        "child process's maximum resident set (getrusage).",
+        "child process's maximum resident set (getrusage). The host is a shared VM: single "
+        "runs of either tool vary by up to about 25% (all runs are in pcap.json).",
         "",
         "| tool | seconds (wall) | CPU seconds | packets/s | peak RSS |",
         "|---|---:|---:|---:|---:|",
