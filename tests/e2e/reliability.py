@@ -13,6 +13,7 @@ import re
 import subprocess
 import sys
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -98,3 +99,31 @@ def crash_and_resume(stack: Stack) -> dict[str, Any]:
     captures = {vm: stack.vm_captures(vm.rsplit("/", 1)[1]) for vm in vms}
     return {"phases_at_kill": phases, "restart": killed, "finals": finals,
             "captures": captures}
+
+
+FLAKY_VMS = ("storm008", "storm009", "storm010")  # reused after the crash scenario
+
+
+def flaky_arm(stack: Stack) -> dict[str, Any]:
+    """About 30 % of ARM calls fail (429 with Retry-After, 500, 503) while three runs go."""
+    with stack.fault_lock:
+        since = time.time()
+        for status, seed in ((429, 1), (500, 2), (503, 3)):
+            rule: dict[str, Any] = {"kind": "http", "status": status, "probability": 0.11,
+                                    "seed": seed, "pathContains": "/subscriptions/"}
+            if status == 429:
+                rule["retryAfter"] = 1
+            stack.arm_fault(rule)
+        try:
+            urls = {}
+            for name in FLAKY_VMS:
+                r = stack.start_capture(stack.vm(name), seconds=4)
+                assert r.status == 202, r.body
+                urls[name] = r.body["statusQueryGetUri"]
+            finals = {name: stack.wait(url, timeout=240) for name, url in urls.items()}
+            log = stack.arm_requests()
+        finally:
+            stack.arm_clear_faults()
+    mine = [r for r in log if r["timestamp"] >= since]
+    injected = Counter(r["status"] for r in mine if r["status"] in (429, 500, 503))
+    return {"finals": finals, "injected": injected, "requests": len(mine)}

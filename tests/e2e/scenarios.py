@@ -18,7 +18,7 @@ from typing import Any
 
 from localdev.cli import demo_alert
 
-from .reliability import alert_storm, crash_and_resume
+from .reliability import alert_storm, crash_and_resume, flaky_arm
 from .stack import Stack
 
 Observed = dict[str, Any]
@@ -158,7 +158,7 @@ QUEUES: dict[str, list[Callable[[Stack], Observed]]] = {
     "vm2": [throttled, agent_missing],
 }
 EXCLUSIVE: list[Callable[[Stack], Observed]] = [email_outage_then_rewind, watcher_forbidden,
-                                                alert_storm, crash_and_resume]
+                                                alert_storm, crash_and_resume, flaky_arm]
 
 
 class Runs:

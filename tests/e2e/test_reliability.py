@@ -52,3 +52,14 @@ def test_crash_mid_capture_and_mid_activity_resumes_every_run(runs: Runs, stack:
         assert final["output"]["outcome"] == "captured", final["output"]
         assert len(crash["captures"][vm]) == 1, [c["name"] for c in crash["captures"][vm]]
         assert len(stack.emails_for(final["output"])) == 1, vm
+
+
+def test_thirty_percent_of_arm_calls_failing_still_completes_every_run(
+        runs: Runs, stack: Stack) -> None:
+    flaky = runs.get("flaky_arm")
+    assert sum(flaky["injected"].values()) >= 5, flaky["injected"]  # the faults really hit
+    assert set(flaky["injected"]) >= {429, 500, 503} or sum(flaky["injected"].values()) >= 8
+    for final in flaky["finals"].values():
+        assert final["runtimeStatus"] == "Completed", final
+        assert final["output"]["outcome"] == "captured", final["output"]
+        assert len(stack.emails_for(final["output"])) == 1
