@@ -30,8 +30,10 @@ lint: setup
 	  || { cat .doctor.out; rm -f .doctor.out; exit 1; }
 	@grep -E "determinism|Doctor summary|fails," .doctor.out | sed 's/^/    /'; rm -f .doctor.out
 
-bench: setup
-	$(BIN)/python -m bench
+bench: setup tshark
+	$(BIN)/python bench/pcap_bench.py
+	$(BIN)/python bench/host_bench.py
+	$(BIN)/python bench/storm_bench.py
 
 setup: $(STAMP) node_modules/.package-lock.json tcpdump
 
