@@ -206,6 +206,8 @@ def up(port: int = 7071, fast: bool = True) -> dict[str, Any]:
         values.update({
             "ALERTCAP_CAPTURE_TIME_LIMIT_SECONDS": "15", "ALERTCAP_POLL_INTERVAL_SECONDS": "2",
             "ALERTCAP_MAX_POLL_INTERVAL_SECONDS": "3", "ALERTCAP_STOP_GRACE_SECONDS": "15",
+            # Continue as new every 4 polls, so every local run crosses a generation.
+            "ALERTCAP_POLLS_PER_GENERATION": "4",
             "ALERTCAP_RETRY_FIRST_INTERVAL_MS": "1000", "ALERTCAP_RETRY_MAX_ATTEMPTS": "5",
             "ALERTCAP_LRO_POLLING_SECONDS": "0.2"})
     _write_secret(STATE / "app.settings.json", {"Values": values})
