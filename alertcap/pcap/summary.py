@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 import heapq
 import ipaddress
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -113,45 +113,45 @@ class _Halves:
         self.split = min(range(1, used), key=lambda s: abs(t0 + s * width - mid))
         self.split_t = t0 + self.split * width
 
-    def __call__(self, st: State) -> tuple[int, int]:
-        s = BIN0 + self.split
-        return sum(st[BIN0:s]), sum(st[s:])
+    def __call__(self, st: State) -> tuple[int, int, int]:
+        """(packets, first half, second half) of a state list."""
+        total = sum(st[BIN0:])
+        first = sum(st[BIN0 : BIN0 + self.split])
+        return total, first, total - first
 
 
 def _build(reader: CaptureReader, tb: Tables, top: int) -> dict[str, Any]:
     units = tb.units or 1
-    # The packet loop keeps no grand totals: every packet is in exactly one row.
-    total_packets = total_bytes = 0
-    for table in (tb.tcp, tb.udp, tb.other, tb.overflow, tb.remainder):
-        for st in table.values():
-            total_packets += packets(st)
-            total_bytes += st[BYTES]
-    for pk, by in tb.non_ip.values():
-        total_packets += pk
-        total_bytes += by
     t_first = tb.t_first / units if tb.t_first is not None else None
     t_last = tb.t_last / units if tb.t_first is not None else None
     duration = max((t_last or 0.0) - (t_first or 0.0), 0.0)
     halves = _Halves(tb)
 
-    def flow_rows() -> Iterator[tuple[int, bytes, State]]:
-        """Directional TCP/UDP rows: (proto, key, state); key is addrs+ports, or
-        addrs only for the aggregates of flows past the table limit."""
-        for proto, table in ((6, tb.tcp), (17, tb.udp)):
-            for k, st in table.items():
-                yield proto, k, st
-        for k, st in tb.overflow.items():
-            yield k[0], k[1:], st
+    # Directional rows: (proto, key, state, packets, first half, second half),
+    # the slice sums taken once per row.  TCP/UDP rows first (key is addrs+ports,
+    # or addrs only for the aggregates of flows past the table limit), then the
+    # IP traffic without ports.
+    flow_rows: list[tuple[int, bytes, State, int, int, int]] = []
+    for proto, table in ((6, tb.tcp), (17, tb.udp)):
+        for k, st in table.items():
+            flow_rows.append((proto, k, st, *halves(st)))
+    for k, st in tb.overflow.items():
+        flow_rows.append((k[0], k[1:], st, *halves(st)))
+    all_rows = flow_rows + [(k[0], k[1:], st, *halves(st)) for k, st in tb.other.items()]
+    rest = [halves(st) for st in tb.remainder.values()]  # per protocol only, no rows
 
-    def all_rows() -> Iterator[tuple[int, bytes, State]]:
-        yield from flow_rows()
-        for k, st in tb.other.items():
-            yield k[0], k[1:], st
+    # The packet loop keeps no grand totals: every packet is in exactly one row.
+    total_packets = sum(r[3] for r in all_rows) + sum(r[0] for r in rest)
+    total_bytes = sum(r[2][BYTES] for r in all_rows)
+    total_bytes += sum(st[BYTES] for st in tb.remainder.values())
+    for pk, by in tb.non_ip.values():
+        total_packets += pk
+        total_bytes += by
 
     # Bidirectional conversations (TCP/UDP only, like tshark's conv,tcp/udp),
     # keyed by protocol byte + directional key of the first direction seen.
     convs: dict[bytes, list[int]] = {}
-    for proto, key, st in flow_rows():
+    for proto, key, st, pk, first, second in flow_rows:
         if len(key) in (8, 32):
             back = bytes((proto,)) + key[len(key) // 2 :] + key[: len(key) // 2]
         else:
@@ -159,13 +159,12 @@ def _build(reader: CaptureReader, tb: Tables, top: int) -> dict[str, Any]:
         fwd = bytes((proto,)) + key
         c = convs.get(back) if back != fwd else None
         if c is not None:
-            c[2] += packets(st)
+            c[2] += pk
             c[3] += st[BYTES]
         else:
             c = convs.setdefault(fwd, [0] * 7)
-            c[0] += packets(st)
+            c[0] += pk
             c[1] += st[BYTES]
-        first, second = halves(st)
         c[4] += st[RETX]
         c[5] += first
         c[6] += second
@@ -195,27 +194,26 @@ def _build(reader: CaptureReader, tb: Tables, top: int) -> dict[str, Any]:
     pairs: dict[bytes, list[int]] = {}
     talkers: dict[bytes, list[int]] = {}
     ports: dict[tuple[int, int], list[int]] = {}
-    for proto, key, st in all_rows():
+    for proto, key, st, pk, first, second in all_rows:
         a = (len(key) - 4) // 2 if len(key) in (12, 36) else len(key) // 2
         src, dst = key[:a], key[a : 2 * a]
-        first, second = halves(st)
         back = dst + src
         p = pairs.get(back) if back != src + dst else None
         if p is not None:
-            p[2] += packets(st)
+            p[2] += pk
             p[3] += st[BYTES]
         else:
             p = pairs.setdefault(src + dst, [0] * 4)
-            p[0] += packets(st)
+            p[0] += pk
             p[1] += st[BYTES]
         t = talkers.setdefault(src, [0] * 4)
         t[0] += st[BYTES]
-        t[1] += packets(st)
+        t[1] += pk
         t[2] += first
         t[3] += second
         if len(key) in (12, 36) and proto in TRANSPORT:
             pr = ports.setdefault((proto, key[-2] << 8 | key[-1]), [0] * 3)
-            pr[0] += packets(st)
+            pr[0] += pk
             pr[1] += first
             pr[2] += second
     for pkey, count in tb.overflow_ports.items():
@@ -238,11 +236,11 @@ def _build(reader: CaptureReader, tb: Tables, top: int) -> dict[str, Any]:
     # Protocol mix.
     mix: dict[str, list[int]] = {}
     ip_versions = {"ipv4": 0, "ipv6": 0}
-    for proto, key, st in all_rows():
+    for proto, key, st, pk, _first, _second in all_rows:
         m = mix.setdefault(IP_PROTOCOLS.get(proto, f"ip-proto-{proto}"), [0, 0])
-        m[0] += packets(st)
+        m[0] += pk
         m[1] += st[BYTES]
-        ip_versions["ipv4" if len(key) in (8, 12) else "ipv6"] += packets(st)
+        ip_versions["ipv4" if len(key) in (8, 12) else "ipv6"] += pk
     for proto, st in tb.remainder.items():
         m = mix.setdefault(IP_PROTOCOLS.get(proto, f"ip-proto-{proto}"), [0, 0])
         m[0] += packets(st)
@@ -294,7 +292,11 @@ def _build(reader: CaptureReader, tb: Tables, top: int) -> dict[str, Any]:
             "split_at_iso": _iso(split_t),
             "first_half_s": round(split_t - (t_first or 0.0), 6),
             "second_half_s": round((t_last or 0.0) - split_t, 6),
-            "packets": dict(zip(("first", "second"), _total_halves(tb, halves), strict=True)),
+            "packets": {
+                # Non-IP packets carry no time slices: they are in neither half.
+                "first": sum(r[4] for r in all_rows) + sum(r[1] for r in rest),
+                "second": sum(r[5] for r in all_rows) + sum(r[2] for r in rest),
+            },
             "conversations": conv_changes,
             "dst_ports": [
                 {"proto": TRANSPORT[k[0]], "port": k[1], "first": f, "second": s, "change": s - f}
@@ -396,13 +398,3 @@ def _build(reader: CaptureReader, tb: Tables, top: int) -> dict[str, Any]:
         },
     }
 
-
-def _total_halves(tb: Tables, halves: _Halves) -> tuple[int, int]:
-    first = second = 0
-    for table in (tb.tcp, tb.udp, tb.other, tb.overflow, tb.remainder):
-        for st in table.values():
-            f, s = halves(st)
-            first += f
-            second += s
-    # Non-IP packets carry no time slices; they are attributed to neither half.
-    return first, second
