@@ -38,6 +38,7 @@ off them at the slice boundary closest to the middle.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from operator import add
 
 BYTES, RETX, NEXT, BIN0 = 0, 1, 2, 3
 _MASK32 = 0xFFFFFFFF
@@ -149,14 +150,13 @@ class Tables:
 
     def _fold(self) -> None:
         """Double the slice width: slice i becomes slices 2i + 2i+1."""
-        half = NBINS // 2
-        zeros = [0] * half
+        zeros = [0] * (NBINS // 2)
         for table in (
             self.tcp, self.udp, self.other, self.overflow, self.remainder
         ):
             for st in table.values():
-                b = st[BIN0:]
-                st[BIN0:] = [b[i] + b[i + 1] for i in range(0, NBINS, 2)] + zeros
+                # map(add, even, odd): the pairwise sums without a Python-level loop
+                st[BIN0:] = [*map(add, st[BIN0::2], st[BIN0 + 1 :: 2]), *zeros]
         self.bin_width *= 2
 
     def new_flow(self, table: dict[bytes, State], key: bytes, proto: int, cur: int) -> State:
