@@ -257,3 +257,11 @@ def test_openapi_document_describes_the_routes_and_their_limits() -> None:
     limits = capture["schema"]["properties"]["capture"]["properties"]
     assert limits["timeLimitInSeconds"]["maximum"] == 18000
     assert doc["components"]["securitySchemes"]["functionKey"]["name"] == "code"
+
+
+def test_host_json_refuses_to_replace_a_live_instance_in_azure() -> None:
+    # The starter's one-live-run-per-VM promise rests on the extension refusing start_new
+    # for a running id; its default (AnyState) would silently replace the run.
+    host = json.loads((Path(__file__).parent.parent.parent / "host.json").read_text())
+    assert host["extensions"]["durableTask"]["overridableExistingInstanceStates"] == \
+        "NonRunningStates"
