@@ -5,44 +5,19 @@ pcap reader never holds more than a buffer of it.
 
 from __future__ import annotations
 
-import io
-from collections.abc import Iterator
-
 from alertcap import pcap
 from alertcap.clients import Clients
 from alertcap.errors import from_azure
 from alertcap.model import CaptureSummary, SummariseInput
 
 
-class ChunkReader(io.RawIOBase):
-    """A read-only, unseekable file object over an iterator of byte chunks."""
-
-    def __init__(self, chunks: Iterator[bytes]) -> None:
-        self._chunks = chunks
-        self._buffer = memoryview(b"")
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, target: bytearray | memoryview) -> int:  # type: ignore[override]
-        while not self._buffer:
-            chunk = next(self._chunks, None)
-            if chunk is None:
-                return 0
-            self._buffer = memoryview(chunk)
-        n = min(len(target), len(self._buffer))
-        target[:n] = self._buffer[:n]
-        self._buffer = self._buffer[n:]  # a view: no copy of the rest of the chunk
-        return n
-
-
 def summarise_capture(clients: Clients, inp: SummariseInput) -> CaptureSummary:
     blob = clients.blob(inp.storage_path)
     try:
+        # The downloader's read(n) fetches one chunk at a time: memory stays bounded.
         downloader = blob.download_blob(max_concurrency=1)
         size = downloader.size
-        reader = io.BufferedReader(ChunkReader(iter(downloader.chunks())), 1 << 20)
-        summary = pcap.summarise(reader, top=inp.top).to_dict()
+        summary = pcap.summarise(downloader, top=inp.top).to_dict()
     except Exception as exc:
         raise from_azure(exc, "read the capture file") from exc
     warnings: list[str] = []

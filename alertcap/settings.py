@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 
 from alertcap.errors import ConfigError, Unprocessable
@@ -128,7 +128,7 @@ class Settings:
             local_file_path=text("ALERTCAP_CAPTURE_LOCAL_FILE_PATH"),
         )
         storage_account_id = text("ALERTCAP_STORAGE_ACCOUNT_ID")
-        capture = CaptureOptions(**{**capture.__dict__, "to_storage": bool(storage_account_id)})
+        capture = replace(capture, to_storage=bool(storage_account_id))
         try:
             validate_options(capture)
         except Unprocessable as exc:

@@ -259,7 +259,8 @@ def restart_host(kill: bool) -> None:
     say(f"host restarted on port {port}")
 
 
-def _wait_gone(pid: int, timeout: float = 10) -> None:
+def _wait_gone(pid: int, timeout: float = 10) -> bool:
+    """True once the process group is gone (reaping our own child on the way)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with suppress(ChildProcessError):
@@ -267,8 +268,9 @@ def _wait_gone(pid: int, timeout: float = 10) -> None:
         try:
             os.killpg(pid, 0)
         except ProcessLookupError:
-            return
+            return True
         time.sleep(0.05)
+    return False
 
 
 def _wait_port(port: int, proc: subprocess.Popen[bytes], what: str, log: Path) -> None:
@@ -315,17 +317,9 @@ def _stop(pid: int, timeout: float = 10) -> None:
         os.killpg(pid, signal.SIGTERM)
     except (ProcessLookupError, PermissionError):
         return
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(pid, 0)
-        except ProcessLookupError:
-            return
-        with suppress(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)
-        time.sleep(0.1)
-    with suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGKILL)
+    if not _wait_gone(pid, timeout):
+        with suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
 
 
 def status() -> int:
@@ -465,7 +459,7 @@ def demo(keep: bool = False) -> int:
         status_url = body["statusQueryGetUri"]
         final = follow(status_url)
     finally:
-        _stop_burst(traffic)
+        _stop(traffic.pid, timeout=3)
     output = final.get("output")
     if not isinstance(output, dict):  # a Failed run's output is the error text
         output = {"outcome": "failed", "reason": str(output)}
@@ -487,10 +481,6 @@ def _start_burst(info: dict[str, Any]) -> subprocess.Popen[bytes]:
     return proc
 
 
-def _stop_burst(proc: subprocess.Popen[bytes]) -> None:
-    _stop(proc.pid, timeout=3)
-
-
 def _print_result(final: dict[str, Any], output: dict[str, Any], info: dict[str, Any],
                   endpoints: dict[str, Any]) -> None:
     from alertcap import pcap
@@ -502,14 +492,11 @@ def _print_result(final: dict[str, Any], output: dict[str, Any], info: dict[str,
     if blob_url:
         local = STATE / "demo" / "capture.cap"
         local.parent.mkdir(parents=True, exist_ok=True)
-        from azure.storage.blob import BlobClient
+        from alertcap.clients import Clients
+        from alertcap.settings import Settings
 
-        from alertcap.clients import parse_connection_string
-
-        parts = parse_connection_string(endpoints["blob_connection_string"])
-        blob = BlobClient.from_blob_url(blob_url, credential={
-            "account_name": parts["accountname"], "account_key": parts["accountkey"]})
-        local.write_bytes(blob.download_blob().readall())
+        blob = Clients(Settings(blob_connection_string=endpoints["blob_connection_string"]))
+        local.write_bytes(blob.blob(blob_url).download_blob().readall())
         say(f"capture file: {blob_url}")
         say(f"downloaded to {local} ({local.stat().st_size:,} bytes); "
             f"open it with: tcpdump -nr {local.relative_to(ROOT)} | head")

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Generator
+from collections.abc import Generator
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -256,5 +256,3 @@ def _stop_after_failure(run: _Run, result: RunResult, m: Monitor) -> Steps:
                                          f"could not stop {m.capture.name}: "
                                          f"{str(exc).splitlines()[0][:300]}"))
 
-
-Orchestrator = Callable[[Any], Steps]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -95,8 +95,7 @@ class Starter:
         entry = {"vmId": vm.id, **links}
         if _status_name(await self.client.get_status(instance_id)) in _LIVE:
             return {**entry, "state": "running"}
-        request = CaptureRequest(**{**request.__dict__,
-                                    "status_url": _without_key(links["statusQueryGetUri"])})
+        request = replace(request, status_url=_without_key(links["statusQueryGetUri"]))
         try:
             await self.client.start_new(names.ORCHESTRATOR, instance_id,
                                         RunInput(request).to_dict())

@@ -228,8 +228,7 @@ class ManagementApi:
         if m:
             if method != "POST":
                 return web.Response(status=404)
-            body = await request.text()
-            input_text = _body_as_json_text(body)
+            input_text = await _json_body(request)
             if input_text is _INVALID:
                 return _error(400, "Invalid JSON content")
             instance_id = self.engine.start_new(m["name"], m["id"], input_text)  # type: ignore[arg-type]
@@ -238,8 +237,7 @@ class ManagementApi:
         if m:
             if method != "POST":
                 return web.Response(status=404)
-            body = await request.text()
-            input_text = _body_as_json_text(body)
+            input_text = await _json_body(request)
             if input_text is _INVALID:
                 return _error(400, "Invalid JSON content")
             self.engine.raise_event(m["id"], m["event"], input_text)  # type: ignore[arg-type]
@@ -391,6 +389,10 @@ class ManagementApi:
 
 
 _INVALID = object()
+
+
+async def _json_body(request: web.Request) -> str | object | None:
+    return _body_as_json_text(await request.text())
 
 
 def _body_as_json_text(body: str) -> str | object | None:

@@ -137,30 +137,24 @@ def credential(arm):
         yield ManagedIdentityCredential()
 
 
+def _arm_client(cls, arm, credential):
+    """An unmodified SDK client pointed at our ARM endpoint, trusting its certificate."""
+    return cls(credential, SUB, base_url=arm["armUrl"], connection_verify=arm["certPath"],
+               credential_scopes=["https://management.azure.com/.default"])
+
+
 @pytest.fixture(scope="session")
 def network(arm, credential):
     from azure.mgmt.network import NetworkManagementClient
 
-    return NetworkManagementClient(
-        credential,
-        SUB,
-        base_url=arm["armUrl"],
-        connection_verify=arm["certPath"],
-        credential_scopes=["https://management.azure.com/.default"],
-    )
+    return _arm_client(NetworkManagementClient, arm, credential)
 
 
 @pytest.fixture(scope="session")
 def resources(arm, credential):
     from azure.mgmt.resource.resources import ResourceManagementClient
 
-    return ResourceManagementClient(
-        credential,
-        SUB,
-        base_url=arm["armUrl"],
-        connection_verify=arm["certPath"],
-        credential_scopes=["https://management.azure.com/.default"],
-    )
+    return _arm_client(ResourceManagementClient, arm, credential)
 
 
 @pytest.fixture(scope="session")
