@@ -1,41 +1,29 @@
-"""Network Watcher and VM calls behind the capture activities.
+"""Network Watcher and VM calls: the capture activities, each declared beside its adapter.
 
-Each function takes the `Clients` and one input dataclass and returns one output
-dataclass. Azure SDK exceptions leave as the alertcap error tree (`from_azure`), so
-the activity runtime can tell transient faults (retried) from permanent ones (reported).
+Each adapter takes the `Clients` and one input dataclass and returns one output
+dataclass. Azure SDK exceptions leave as the alertcap error tree (`sdk.errors.from_azure`),
+so the activity runner can tell transient faults (retried) from permanent ones (reported).
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
-from alertcap.clients import COMPUTE_API_VERSION, Clients
+from activities.spec import activity
+from alertcap.domain.run import CaptureOptions, CaptureRef, CaptureStatus, Watcher
+from alertcap.domain.vm import VmRef
+from alertcap.domain.wire import Model, json_key
 from alertcap.errors import (
     AgentMissing,
     CaptureLimitReached,
     ResourceNotFound,
     WatcherNotFound,
-    from_azure,
 )
-from alertcap.model import (
-    AgentStatus,
-    CaptureRef,
-    CaptureStatus,
-    CaptureStatusInput,
-    CheckLimitInput,
-    ClearStaleInput,
-    ClearStaleResult,
-    CreateCaptureInput,
-    EnsureAgentInput,
-    LimitStatus,
-    ResolvedWatcher,
-    ResolveWatcherInput,
-    Watcher,
-)
-from alertcap.naming import VmRef
+from alertcap.sdk.clients import COMPUTE_API_VERSION, Clients
+from alertcap.sdk.errors import from_azure
 
 AGENT_PUBLISHER = "Microsoft.Azure.NetworkWatcher"
 AGENT_TYPES = {"linux": "NetworkWatcherAgentLinux", "windows": "NetworkWatcherAgentWindows"}
@@ -72,8 +60,25 @@ def read_vm(clients: Clients, vm: VmRef) -> Any:
                   .resources.get_by_id(vm.id, api_version=COMPUTE_API_VERSION))
 
 
+# --- resolve_watcher ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ResolveWatcherInput(Model):
+    vm: VmRef = field(metadata=json_key("vm_id"))
+    location: str | None = None
+
+
+@dataclass(frozen=True)
+class ResolvedWatcher(Model):
+    watcher: Watcher
+    vm_location: str
+    found_by: str  # "default-name" or "list_all"
+
+
+@activity("resolve_watcher")
 def resolve_watcher(clients: Clients, inp: ResolveWatcherInput) -> ResolvedWatcher:
-    vm = VmRef.parse(inp.vm_id)
+    vm = inp.vm
     location = inp.location or read_vm(clients, vm).location
     region = _region(location)
     network = clients.network(vm.subscription_id)
@@ -95,23 +100,55 @@ def resolve_watcher(clients: Clients, inp: ResolveWatcherInput) -> ResolvedWatch
         f"enable it with: az network watcher configure -l {region} --enabled true")
 
 
+# --- ensure_agent ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EnsureAgentInput(Model):
+    vm: VmRef = field(metadata=json_key("vm_id"))
+    install: bool = False
+
+
+@dataclass(frozen=True)
+class AgentStatus(Model):
+    extension_name: str
+    type: str
+    version: str | None
+    installed_now: bool = False
+    os_type: str = "linux"
+
+
+def _agent_extension(model: Any) -> dict[str, Any] | None:
+    """The Network Watcher extension among the VM's extensions, as Compute lists them."""
+    for ext in model.get("resources") or []:
+        props = ext.get("properties") or {}
+        if (str(props.get("publisher", "")).lower() == AGENT_PUBLISHER.lower()
+                and str(props.get("type", "")).lower() in
+                {t.lower() for t in AGENT_TYPES.values()}):
+            return dict(ext)
+    return None
+
+
+@activity("ensure_agent")
 def ensure_agent(clients: Clients, inp: EnsureAgentInput) -> AgentStatus:
-    vm = VmRef.parse(inp.vm_id)
+    """Decide from the VM's extension list (presence and provisioning state), as Compute
+    reports it, never from the wording of an error."""
+    vm = inp.vm
     model = read_vm(clients, vm)
     props = model.properties or {}
     os_type = str(((props.get("storageProfile") or {}).get("osDisk") or {}).get("osType")
                   or "Linux").lower()
     wanted = AGENT_TYPES.get(os_type, AGENT_TYPES["linux"])
-    for ext in model.get("resources") or []:
+    ext = _agent_extension(model)
+    if ext is not None:
         ext_props = ext.get("properties") or {}
-        if (str(ext_props.get("publisher", "")).lower() == AGENT_PUBLISHER.lower()
-                and str(ext_props.get("type", "")).lower().startswith("networkwatcheragent")):
-            state = str(ext_props.get("provisioningState", "Succeeded"))
-            if state.lower() == "failed":
-                raise AgentMissing(f"the Network Watcher agent on {vm.name} is in state Failed; "
-                                   "reinstall the AzureNetworkWatcherExtension")
-            return AgentStatus(str(ext.get("name") or ext.get("id", "").rsplit("/", 1)[-1]),
-                               str(ext_props.get("type")), ext_props.get("typeHandlerVersion"))
+        state = str(ext_props.get("provisioningState") or "Succeeded")
+        if state.lower() == "failed":
+            raise AgentMissing(f"the Network Watcher agent on {vm.name} is in state Failed; "
+                               f"reinstall the {AGENT_EXTENSION_NAME} extension")
+        return AgentStatus(str(ext.get("name") or str(ext.get("id", "")).rsplit("/", 1)[-1]),
+                           str(ext_props.get("type")), ext_props.get("typeHandlerVersion"),
+                           os_type=os_type)
     if not inp.install:
         raise AgentMissing(
             f"the Network Watcher agent ({wanted}) is not installed on {vm.name}; install the "
@@ -123,13 +160,30 @@ def ensure_agent(clients: Clients, inp: EnsureAgentInput) -> AgentStatus:
     _azure(f"install the Network Watcher agent on {vm.name}", lambda: resources
            .begin_create_or_update_by_id(f"{vm.id}/extensions/{AGENT_EXTENSION_NAME}",
                                          body, api_version=COMPUTE_API_VERSION).result())
-    return AgentStatus(AGENT_EXTENSION_NAME, wanted, AGENT_VERSION, installed_now=True)
+    return AgentStatus(AGENT_EXTENSION_NAME, wanted, AGENT_VERSION, installed_now=True,
+                       os_type=os_type)
+
+
+# --- clear_stale_capture and check_limit ----------------------------------------------
 
 
 def _captures(clients: Clients, w: Watcher) -> Any:
     return clients.network(w.subscription_id).packet_captures
 
 
+@dataclass(frozen=True)
+class ClearStaleInput(Model):
+    watcher: Watcher
+    name_prefix: str
+    keep_name: str
+
+
+@dataclass(frozen=True)
+class ClearStaleResult(Model):
+    deleted: tuple[str, ...] = ()
+
+
+@activity("clear_stale_capture")
 def clear_stale_capture(clients: Clients, inp: ClearStaleInput) -> ClearStaleResult:
     """Delete our earlier captures of this VM (by our name prefix); never anyone else's."""
     w = inp.watcher
@@ -149,6 +203,20 @@ def _delete(ops: Any, w: Watcher, name: str) -> None:
            lambda: ops.begin_delete(w.resource_group, w.name, name).result())
 
 
+@dataclass(frozen=True)
+class CheckLimitInput(Model):
+    watcher: Watcher
+    limit: int
+    ignore_name: str | None = None
+
+
+@dataclass(frozen=True)
+class LimitStatus(Model):
+    count: int
+    limit: int
+
+
+@activity("check_limit")
 def check_limit(clients: Clients, inp: CheckLimitInput) -> LimitStatus:
     w = inp.watcher
     ops = _captures(clients, w)
@@ -161,6 +229,18 @@ def check_limit(clients: Clients, inp: CheckLimitInput) -> LimitStatus:
     return LimitStatus(count, inp.limit)
 
 
+# --- create_capture -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CreateCaptureInput(Model):
+    watcher: Watcher
+    vm: VmRef = field(metadata=json_key("vm_id"))
+    name: str
+    options: CaptureOptions
+    storage_account_id: str | None = None
+
+
 def _ref(w: Watcher, result: Any, adopted: bool) -> CaptureRef:
     location = (result.properties.storage_location if result.properties else None)
     return CaptureRef(watcher=w, name=result.name, id=result.id, adopted=adopted,
@@ -168,6 +248,7 @@ def _ref(w: Watcher, result: Any, adopted: bool) -> CaptureRef:
                       local_path=getattr(location, "file_path", None))
 
 
+@activity("create_capture")
 def create_capture(clients: Clients, inp: CreateCaptureInput) -> CaptureRef:
     """Create the capture; if one of this name exists (this run, before a crash) adopt it."""
     from azure.mgmt.network import models
@@ -186,7 +267,7 @@ def create_capture(clients: Clients, inp: CreateCaptureInput) -> CaptureRef:
         storage_id=inp.storage_account_id if o.to_storage else None,
         file_path=o.local_file_path)
     params = models.PacketCapture(properties=models.PacketCaptureParameters(
-        target=VmRef.parse(inp.vm_id).id,
+        target=inp.vm.id,
         target_type="AzureVM",
         bytes_to_capture_per_packet=o.bytes_per_packet,
         total_bytes_per_session=o.total_bytes,
@@ -200,15 +281,21 @@ def create_capture(clients: Clients, inp: CreateCaptureInput) -> CaptureRef:
         result = ops.begin_create(w.resource_group, w.name, inp.name, params).result()
     except Exception as exc:
         error = from_azure(exc, f"create capture {inp.name}")
-        # A failed create can leave a session in Failed state: remove it so nothing
-        # half-made stays behind (best effort; the error that matters is the first one).
-        if not isinstance(error, ResourceNotFound):
-            with contextlib.suppress(Exception):  # the create error is what the operator needs
-                ops.begin_delete(w.resource_group, w.name, inp.name).result()
-        if "agent" in error.message.lower() and "extension" in error.message.lower():
-            raise AgentMissing(error.message) from exc
+        # A failed create can leave a session behind: remove it so nothing half-made stays
+        # (best effort; the create error is what the operator needs).
+        with contextlib.suppress(Exception):
+            ops.begin_delete(w.resource_group, w.name, inp.name).result()
         raise error from exc
     return _ref(w, result, adopted=False)
+
+
+# --- get_capture_status and stop_capture ----------------------------------------------
+
+
+@dataclass(frozen=True)
+class CaptureStatusInput(Model):
+    watcher: Watcher
+    name: str
 
 
 def _status(result: Any) -> CaptureStatus:
@@ -221,6 +308,7 @@ def _status(result: Any) -> CaptureStatus:
     )
 
 
+@activity("get_capture_status")
 def get_capture_status(clients: Clients, inp: CaptureStatusInput) -> CaptureStatus:
     """queryStatus; once the capture has ended, also where its file is."""
     w = inp.watcher
@@ -233,6 +321,7 @@ def get_capture_status(clients: Clients, inp: CaptureStatusInput) -> CaptureStat
     return replace(status, storage_path=_ref(w, final, adopted=True).storage_path)
 
 
+@activity("stop_capture")
 def stop_capture(clients: Clients, inp: CaptureStatusInput) -> CaptureStatus:
     """Stop (stopping a stopped capture is fine) and report the final status."""
     w = inp.watcher

@@ -1,18 +1,21 @@
 """Send the notification email through Azure Communication Services.
 
-The send is idempotent per run: the operation id is derived from the run's idempotency
-key, so an activity re-run after a crash (at-least-once) asks the service for the same
-operation instead of sending a second email.
+The send is idempotent per attempt key: the ACS operation id is derived from it, so an
+activity re-run after a crash (at-least-once) asks the service for the same operation
+instead of sending a second email.
 """
 
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 
-from alertcap import notify
-from alertcap.clients import Clients
-from alertcap.errors import from_azure
-from alertcap.model import Notification, NotifyInput
+from activities.spec import activity
+from alertcap.domain import email
+from alertcap.domain.run import Notification, RunResult
+from alertcap.domain.wire import Model
+from alertcap.sdk.clients import Clients
+from alertcap.sdk.errors import from_azure
 
 _NAMESPACE = uuid.UUID("6f1c1f50-8f0c-4a43-9d5e-3c0d2b7a9e11")
 
@@ -21,17 +24,25 @@ def operation_id_for(key: str) -> str:
     return str(uuid.uuid5(_NAMESPACE, key))
 
 
+@dataclass(frozen=True)
+class NotifyInput(Model):
+    run: RunResult  # the result so far, as the orchestration will output it
+    idempotency_key: str
+
+
+@activity("notify")
 def send(clients: Clients, inp: NotifyInput) -> Notification:
     s = clients.settings
     if not s.email_recipients or not s.email_sender:
         return Notification(message_id="", recipients=(),
                             status="skipped: ALERTCAP_EMAIL_SENDER or _RECIPIENTS not set")
-    email = notify.render(inp.run)
+    rendered = email.render(inp.run)
     message = {
         "senderAddress": s.email_sender,
         "recipients": {"to": [{"address": r} for r in s.email_recipients]},
-        "content": {"subject": email.subject, "plainText": email.text, "html": email.html},
-        "headers": {"x-alertcap-instance": str(inp.run.get("instance_id", ""))},
+        "content": {"subject": rendered.subject, "plainText": rendered.text,
+                    "html": rendered.html},
+        "headers": {"x-alertcap-instance": inp.run.instance_id},
     }
     operation_id = operation_id_for(inp.idempotency_key)
     try:

@@ -5,12 +5,24 @@ pcap reader never holds more than a buffer of it.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from activities.spec import activity
 from alertcap import pcap
-from alertcap.clients import Clients
-from alertcap.errors import from_azure
-from alertcap.model import CaptureSummary, SummariseInput
+from alertcap.domain.run import CaptureSummary
+from alertcap.domain.wire import Model
+from alertcap.sdk.clients import Clients
+from alertcap.sdk.errors import from_azure
 
 
+@dataclass(frozen=True)
+class SummariseInput(Model):
+    storage_path: str
+    top: int = 10
+    link_ttl_hours: int = 24
+
+
+@activity("summarise_capture")
 def summarise_capture(clients: Clients, inp: SummariseInput) -> CaptureSummary:
     blob = clients.blob(inp.storage_path)
     try:

@@ -23,9 +23,9 @@
             └── CaptureFailed     502  Network Watcher reported the capture as failed
 
 HTTP handlers turn any AlertcapError into `error.to_body()` with `error.status`
-(`http_status_for`); activities turn Azure SDK exceptions into this tree with
-`from_azure` and report permanent ones to the orchestrator as data (see
-`activities/_runtime.py`), so only transient faults are retried.
+(`http_status_for`); activities turn Azure SDK exceptions into this tree at the boundary
+(`alertcap.sdk.errors.from_azure`, a table) and report permanent ones to the orchestrator
+as data (`activities/spec.py`), so only transient faults are retried.
 """
 
 from __future__ import annotations
@@ -148,53 +148,21 @@ class CaptureFailed(PermanentAzureError):
     code = "CaptureFailed"
 
 
-_PERMANENT_BY_NAME: dict[str, type[PermanentAzureError]] = {
-    cls.__name__: cls
-    for cls in (PermanentAzureError, ResourceNotFound, AccessDenied, AzureBadRequest,
-                WatcherNotFound, AgentMissing, CaptureLimitReached, CaptureFailed)
-}
+def _subclasses(cls: type[PermanentAzureError]) -> dict[str, type[PermanentAzureError]]:
+    found = {cls.__name__: cls}
+    for sub in cls.__subclasses__():
+        found.update(_subclasses(sub))
+    return found
 
 
 def permanent_from_dict(data: dict[str, Any]) -> PermanentAzureError:
-    """Rebuild a permanent error an activity reported as data (see AlertcapError.to_dict)."""
-    cls = _PERMANENT_BY_NAME.get(str(data.get("type")), PermanentAzureError)
+    """Rebuild a permanent error an activity reported as data (see AlertcapError.to_dict).
+
+    The class is looked up in the tree itself, so a new permanent error needs no entry
+    anywhere else; an unknown name (an older or newer app's) stays a PermanentAzureError.
+    """
+    cls = _subclasses(PermanentAzureError).get(str(data.get("type")), PermanentAzureError)
     return cls(str(data.get("message") or "Azure call failed"))
-
-
-# Transient by HTTP status: throttling, server faults and gateway timeouts. 409 is
-# permanent here: Network Watcher answers 409 for conflicts a retry will not fix.
-_TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
-
-
-def from_azure(exc: BaseException, what: str) -> AzureError:
-    """Map an azure-core exception to this tree; `what` names the call for the operator."""
-    # Imported here so the pure parts of alertcap load without azure-core.
-    from azure.core.exceptions import (
-        ClientAuthenticationError,
-        HttpResponseError,
-        ServiceRequestError,
-        ServiceResponseError,
-    )
-
-    if isinstance(exc, AzureError):
-        return exc
-    if isinstance(exc, ServiceRequestError | ServiceResponseError):
-        return TransientAzureError(f"{what}: Azure did not answer ({type(exc).__name__})")
-    if isinstance(exc, ClientAuthenticationError) and getattr(exc, "status_code", None) is None:
-        return AccessDenied(f"{what}: could not get a token for the managed identity")
-    if isinstance(exc, HttpResponseError):
-        status = exc.status_code or 0
-        code = getattr(getattr(exc, "error", None), "code", None) or getattr(exc, "reason", "")
-        message = getattr(getattr(exc, "error", None), "message", None) or str(exc).split("\n")[0]
-        text = f"{what}: {status} {code}: {message}".strip()
-        if status in _TRANSIENT_STATUSES:
-            return TransientAzureError(text)
-        if status == 404:
-            return ResourceNotFound(text)
-        if status in (401, 403):
-            return AccessDenied(text + " (check the managed identity's role assignments)")
-        return AzureBadRequest(text)
-    return TransientAzureError(f"{what}: {type(exc).__name__}: {exc}")
 
 
 def http_status_for(error: BaseException) -> int:

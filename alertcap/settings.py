@@ -14,9 +14,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from functools import cache
 
+from alertcap.domain import limits
+from alertcap.domain.run import CaptureFilter, CaptureOptions, RunPolicy
+from alertcap.domain.validation import validate_filters, validate_options
 from alertcap.errors import ConfigError, Unprocessable
-from alertcap.model import CaptureFilter, CaptureOptions, RunPolicy
-from alertcap.validation import validate_filters, validate_options
 
 PUBLIC_ARM = "https://management.azure.com"
 
@@ -28,7 +29,6 @@ ENV: dict[str, str | None] = {
     "AZURE_CLIENT_ID": None,
     "ALERTCAP_STORAGE_ACCOUNT_ID": None,
     "ALERTCAP_BLOB_CONNECTION_STRING": None,
-    "ALERTCAP_BLOB_ENDPOINT": None,
     "ALERTCAP_CAPTURE_TIME_LIMIT_SECONDS": "300",
     "ALERTCAP_CAPTURE_BYTES_PER_PACKET": "0",
     "ALERTCAP_CAPTURE_TOTAL_BYTES": "1073741824",
@@ -48,7 +48,7 @@ ENV: dict[str, str | None] = {
     "ALERTCAP_EMAIL_ENDPOINT": None,
     "ALERTCAP_EMAIL_SENDER": None,
     "ALERTCAP_EMAIL_RECIPIENTS": None,
-    "ALERTCAP_MAX_BODY_BYTES": "262144",
+    "ALERTCAP_MAX_BODY_BYTES": str(limits.DEFAULT_MAX_BODY_BYTES),
     "ALERTCAP_LINK_TTL_HOURS": "24",
     "ALERTCAP_SUMMARY_TOP": "10",
 }
@@ -62,7 +62,6 @@ class Settings:
     managed_identity_client_id: str | None = None
     storage_account_id: str | None = None
     blob_connection_string: str | None = None
-    blob_endpoint: str | None = None
     capture: CaptureOptions = field(default_factory=CaptureOptions)
     policy: RunPolicy = field(default_factory=RunPolicy)
     lro_polling_seconds: float = 5.0
@@ -70,9 +69,7 @@ class Settings:
     email_endpoint: str | None = None
     email_sender: str | None = None
     email_recipients: tuple[str, ...] = ()
-    max_body_bytes: int = 262144
-    link_ttl_hours: int = 24
-    summary_top: int = 10
+    max_body_bytes: int = limits.DEFAULT_MAX_BODY_BYTES
 
     def __repr__(self) -> str:
         # Connection strings hold account keys: never let them reach a log via repr.
@@ -121,9 +118,11 @@ class Settings:
                 problems.append(f"ALERTCAP_CAPTURE_FILTERS: {exc}")
 
         capture = CaptureOptions(
-            time_limit_seconds=number("ALERTCAP_CAPTURE_TIME_LIMIT_SECONDS", 1, 18000),
-            bytes_per_packet=number("ALERTCAP_CAPTURE_BYTES_PER_PACKET", 0, 65535),
-            total_bytes=number("ALERTCAP_CAPTURE_TOTAL_BYTES", 1, 4294967295),
+            time_limit_seconds=number("ALERTCAP_CAPTURE_TIME_LIMIT_SECONDS", 1,
+                                      limits.MAX_TIME_LIMIT_SECONDS),
+            bytes_per_packet=number("ALERTCAP_CAPTURE_BYTES_PER_PACKET", 0,
+                                    limits.MAX_BYTES_PER_PACKET),
+            total_bytes=number("ALERTCAP_CAPTURE_TOTAL_BYTES", 1, limits.MAX_TOTAL_BYTES),
             filters=filters,
             local_file_path=text("ALERTCAP_CAPTURE_LOCAL_FILE_PATH"),
         )
@@ -145,6 +144,8 @@ class Settings:
             storage_account_id=storage_account_id,
             retry_first_interval_ms=number("ALERTCAP_RETRY_FIRST_INTERVAL_MS", 1, 600000),
             retry_max_attempts=number("ALERTCAP_RETRY_MAX_ATTEMPTS", 1, 20),
+            summary_top=number("ALERTCAP_SUMMARY_TOP", 1, 100),
+            link_ttl_hours=number("ALERTCAP_LINK_TTL_HOURS", 1, 168),
         )
         if policy.max_poll_interval_seconds < policy.poll_interval_seconds:
             problems.append("ALERTCAP_MAX_POLL_INTERVAL_SECONDS is below "
@@ -175,7 +176,6 @@ class Settings:
             managed_identity_client_id=text("AZURE_CLIENT_ID"),
             storage_account_id=storage_account_id,
             blob_connection_string=text("ALERTCAP_BLOB_CONNECTION_STRING"),
-            blob_endpoint=text("ALERTCAP_BLOB_ENDPOINT"),
             capture=capture,
             policy=policy,
             lro_polling_seconds=lro_seconds,
@@ -183,9 +183,8 @@ class Settings:
             email_endpoint=text("ALERTCAP_EMAIL_ENDPOINT"),
             email_sender=text("ALERTCAP_EMAIL_SENDER"),
             email_recipients=recipients,
-            max_body_bytes=number("ALERTCAP_MAX_BODY_BYTES", 1024, 10 * 1024 * 1024),
-            link_ttl_hours=number("ALERTCAP_LINK_TTL_HOURS", 1, 168),
-            summary_top=number("ALERTCAP_SUMMARY_TOP", 1, 100),
+            max_body_bytes=number("ALERTCAP_MAX_BODY_BYTES", limits.MIN_MAX_BODY_BYTES,
+                                  limits.MAX_MAX_BODY_BYTES),
         )
 
 

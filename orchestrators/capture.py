@@ -26,36 +26,38 @@ from typing import Any, TypeVar
 
 import azure.durable_functions as df
 
-from alertcap import names
-from alertcap.errors import AlertcapError, CaptureFailed, permanent_from_dict
-from alertcap.model import (
-    AgentStatus,
-    CaptureRef,
-    CaptureStatus,
+from activities.network import (
     CaptureStatusInput,
-    CaptureSummary,
     CheckLimitInput,
     ClearStaleInput,
-    ClearStaleResult,
     CreateCaptureInput,
     EnsureAgentInput,
-    LimitStatus,
-    Model,
-    Monitor,
-    Notification,
-    NotifyInput,
-    ResolvedWatcher,
     ResolveWatcherInput,
-    RunInput,
-    RunResult,
-    SummariseInput,
-    Watcher,
+    check_limit,
+    clear_stale_capture,
+    create_capture,
+    ensure_agent,
+    get_capture_status,
+    resolve_watcher,
+    stop_capture,
 )
-from alertcap.naming import VmRef, capture_name_for, capture_prefix_for
+from activities.notify import NotifyInput
+from activities.notify import send as notify
+from activities.spec import Activity
+from activities.summary import SummariseInput, summarise_capture
+from alertcap.domain.run import Monitor, RunInput, RunResult
+from alertcap.domain.validation import local_path_os
+from alertcap.domain.vm import capture_name_for, capture_prefix_for
+from alertcap.domain.wire import Model
+from alertcap.errors import AlertcapError, CaptureFailed, Unprocessable, permanent_from_dict
 
 log = logging.getLogger("alertcap.orchestrator")
 
-M = TypeVar("M", bound=Model)
+ORCHESTRATOR = "capture_orchestrator"
+STOP_EVENT = "stop"  # the external event an operator raises to end a capture early
+
+I = TypeVar("I", bound=Model)  # noqa: E741
+O = TypeVar("O", bound=Model)  # noqa: E741
 Steps = Generator[Any, Any, Any]
 TERMINAL = ("Stopped", "Error")
 
@@ -88,15 +90,15 @@ class _Run:
         self.req = run_input.request
         policy = self.req.policy
         self.retry = df.RetryOptions(policy.retry_first_interval_ms, policy.retry_max_attempts)
-        self.status: dict[str, Any] = {"vm": VmRef.parse(self.req.vm_id).name}
+        self.status: dict[str, Any] = {"vm": self.req.vm.name}
 
-    def call(self, name: str, payload: Model, out: type[M]) -> Steps:
-        envelope = yield self.ctx.call_activity_with_retry(name, self.retry, payload.to_dict())
+    def call(self, act: Activity[I, O], inp: I) -> Generator[Any, Any, O]:
+        envelope = yield self.ctx.call_activity_with_retry(act.name, self.retry, inp.to_dict())
         if isinstance(envelope, str):
             envelope = json.loads(envelope)
         if "error" in envelope:
             raise permanent_from_dict(envelope["error"])
-        return out.from_dict(envelope["value"])
+        return act.output.from_dict(envelope["value"])
 
     def publish(self, phase: str, **fields: Any) -> None:
         self.status = {**self.status, "phase": phase, **fields}
@@ -110,31 +112,30 @@ class _Run:
 def _setup(run: _Run, started_at: str) -> Steps:
     """From alert to a created capture; returns the first Monitor."""
     req, policy, ctx = run.req, run.req.policy, run.ctx
-    vm = VmRef.parse(req.vm_id)
+    vm = req.vm
     run.publish("resolving-watcher")
-    resolved = yield from run.call(names.RESOLVE_WATCHER,
-                                   ResolveWatcherInput(vm.id, req.location), ResolvedWatcher)
-    watcher: Watcher = resolved.watcher
+    resolved = yield from run.call(resolve_watcher, ResolveWatcherInput(vm, req.location))
+    watcher = resolved.watcher
     run.publish("checking-agent", watcher=watcher.name, region=resolved.vm_location)
-    yield from run.call(names.ENSURE_AGENT, EnsureAgentInput(vm.id, policy.install_agent),
-                        AgentStatus)
+    agent = yield from run.call(ensure_agent, EnsureAgentInput(vm, policy.install_agent))
+    path = req.options.local_file_path
+    if path and local_path_os(path) != agent.os_type:
+        # Network Watcher would refuse it (Linux agents write under /var/captures only):
+        # say so before creating anything.
+        raise Unprocessable(f"localFilePath {path} is a {local_path_os(path)} path, but "
+                            f"{vm.name} runs {agent.os_type}")
     name = capture_name_for(policy.capture_prefix, vm, _parse(started_at))
     run.publish("clearing-stale-capture", capture=name)
-    cleared = yield from run.call(
-        names.CLEAR_STALE_CAPTURE,
-        ClearStaleInput(watcher, capture_prefix_for(policy.capture_prefix, vm), name),
-        ClearStaleResult)
+    cleared = yield from run.call(clear_stale_capture, ClearStaleInput(
+        watcher, capture_prefix_for(policy.capture_prefix, vm), name))
     if cleared.deleted:
         run.info("deleted stale captures %s", ", ".join(cleared.deleted))
     run.publish("checking-limit")
-    yield from run.call(names.CHECK_LIMIT,
-                        CheckLimitInput(watcher, policy.capture_limit, ignore_name=name),
-                        LimitStatus)
+    yield from run.call(check_limit,
+                        CheckLimitInput(watcher, policy.capture_limit, ignore_name=name))
     run.publish("creating-capture")
-    capture = yield from run.call(
-        names.CREATE_CAPTURE,
-        CreateCaptureInput(watcher, vm.id, name, req.options, policy.storage_account_id),
-        CaptureRef)
+    capture = yield from run.call(create_capture, CreateCaptureInput(
+        watcher, vm, name, req.options, policy.storage_account_id))
     created = _now(ctx)
     deadline = created + timedelta(seconds=req.options.time_limit_seconds
                                    + policy.stop_grace_seconds)
@@ -152,7 +153,7 @@ def _monitor(run: _Run, m: Monitor) -> Steps:
     deadline = _parse(m.deadline)
     polls = 0
     while True:
-        status = yield from run.call(names.GET_CAPTURE_STATUS, ask, CaptureStatus)
+        status = yield from run.call(get_capture_status, ask)
         polls += 1
         m = replace(m, polls=m.polls + 1, last_status=status.status)
         now = _now(ctx)
@@ -164,7 +165,7 @@ def _monitor(run: _Run, m: Monitor) -> Steps:
         if now >= deadline:
             run.info("deadline passed, stopping %s", m.capture.name)
             run.publish("stopping", reason="deadline")
-            return m, (yield from run.call(names.STOP_CAPTURE, ask, CaptureStatus)), "deadline"
+            return m, (yield from run.call(stop_capture, ask)), "deadline"
         if polls >= policy.polls_per_generation:
             return replace(m, generation=m.generation + 1), None, None
         fire_at = min(now + timedelta(seconds=m.interval_seconds), deadline)
@@ -173,14 +174,14 @@ def _monitor(run: _Run, m: Monitor) -> Steps:
         timer = ctx.create_timer(fire_at.replace(tzinfo=ctx.current_utc_datetime.tzinfo))
         # A fresh wait each round, as Durable intends: the SDK hands a raised event to the
         # newest open wait of that name, so earlier, abandoned waits do not swallow it.
-        stop_requested = ctx.wait_for_external_event(names.STOP_EVENT)
+        stop_requested = ctx.wait_for_external_event(STOP_EVENT)
         winner = yield ctx.task_any([timer, stop_requested])
         if winner is stop_requested:
             if not timer.is_completed:
                 timer.cancel()
             run.info("stop requested by an operator")
             run.publish("stopping", reason="operator")
-            return m, (yield from run.call(names.STOP_CAPTURE, ask, CaptureStatus)), "operator"
+            return m, (yield from run.call(stop_capture, ask)), "operator"
         m = replace(m, interval_seconds=min(m.interval_seconds * 1.5,
                                             float(policy.max_poll_interval_seconds)))
 
@@ -194,8 +195,8 @@ def capture_run(ctx: Any) -> Steps:
     # The run's identity within its instance (capture name, email idempotency key): to the
     # microsecond, because a VM's next run can start within the second its last one ended.
     started_at = m.run_started_at if m else _iso(_now(ctx), "microseconds")
-    result = RunResult(instance_id=ctx.instance_id, vm_id=VmRef.parse(req.vm_id).id,
-                       outcome="failed", requested_by=req.requested_by, alert=req.alert,
+    result = RunResult(instance_id=ctx.instance_id, vm=req.vm, outcome="failed",
+                       requested_by=req.requested_by, alert=req.alert,
                        started_at=started_at, finished_at=started_at,
                        status_url=req.status_url)
     try:
@@ -228,8 +229,7 @@ def capture_run(ctx: Any) -> Steps:
     result = replace(result, finished_at=_iso(_now(ctx)))
     run.publish("notifying", outcome=result.outcome)
     notification = yield from run.call(
-        names.NOTIFY, NotifyInput(result.to_dict(), f"{ctx.instance_id}/{started_at}"),
-        Notification)
+        notify, NotifyInput(result, f"{ctx.instance_id}/{started_at}"))
     result = replace(result, notification=notification)
     run.publish("done", outcome=result.outcome, reason=result.reason)
     return result.to_dict()
@@ -237,8 +237,9 @@ def capture_run(ctx: Any) -> Steps:
 
 def _summarise(run: _Run, result: RunResult, storage_path: str) -> Steps:
     try:
-        summary = yield from run.call(names.SUMMARISE_CAPTURE,
-                                      SummariseInput(storage_path), CaptureSummary)
+        policy = run.req.policy
+        summary = yield from run.call(summarise_capture, SummariseInput(
+            storage_path, top=policy.summary_top, link_ttl_hours=policy.link_ttl_hours))
     except Exception as exc:  # a capture without a summary is still worth the email
         return replace(result, warnings=(*result.warnings,
                                          f"no summary: {str(exc).splitlines()[0][:300]}"))
@@ -248,8 +249,7 @@ def _summarise(run: _Run, result: RunResult, storage_path: str) -> Steps:
 def _stop_after_failure(run: _Run, result: RunResult, m: Monitor) -> Steps:
     """Do not leave a capture running when the run gives up on it."""
     try:
-        status = yield from run.call(names.STOP_CAPTURE,
-                                     CaptureStatusInput(m.watcher, m.capture.name), CaptureStatus)
+        status = yield from run.call(stop_capture, CaptureStatusInput(m.watcher, m.capture.name))
         return replace(result, capture_status=status, stopped_by="failure")
     except Exception as exc:
         return replace(result, warnings=(*result.warnings,

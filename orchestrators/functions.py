@@ -7,14 +7,13 @@ from typing import Any
 
 import azure.durable_functions as df
 
-from alertcap import names
-from orchestrators.capture import Steps, capture_run
+from orchestrators.capture import ORCHESTRATOR, Steps, capture_run
 
 bp = df.Blueprint()
 
 
-@bp.function_name(names.ORCHESTRATOR)
-@bp.orchestration_trigger(context_name="context", orchestration=names.ORCHESTRATOR)
+@bp.function_name(ORCHESTRATOR)
+@bp.orchestration_trigger(context_name="context", orchestration=ORCHESTRATOR)
 def capture_orchestrator(context: df.DurableOrchestrationContext) -> Steps:
     result: Any = yield from capture_run(context)
     return result

@@ -4,9 +4,12 @@
     POST /api/captures                      manual start: {"vmId", "location"?, "capture"?}
     POST /api/captures/{instanceId}/stop    end a running capture early (raises "stop")
 
-They validate, start or find the VM's orchestration, and answer with the Durable
-status-query payload. Any AlertcapError becomes its JSON error body and status here, in
-`_error_response`; nothing is started when a request is refused.
+They validate, start or find the VM's orchestration, and answer. Least privilege: the
+webhook's key sits in the action group's URL, so the webhook answers with instance ids and
+status URLs *without* the Durable system key (an operator adds their own `code=`); the
+operator's manual start answers with the standard Durable payload, keys included. Any
+AlertcapError becomes its JSON error body and status here, in `_error_response`; nothing is
+started when a request is refused.
 """
 
 from __future__ import annotations
@@ -20,20 +23,20 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import azure.durable_functions as df
 import azure.functions as func
 
-from alertcap import names, settings
-from alertcap.alerts import parse_alert
+from alertcap import settings
+from alertcap.domain import validation
+from alertcap.domain.alerts import parse_alert
+from alertcap.domain.run import AlertInfo, CaptureRequest, RunInput
+from alertcap.domain.vm import VmRef, instance_id_for, is_instance_id
 from alertcap.errors import (
     AlertcapError,
     BodyTooLarge,
     InstanceNotFound,
     InstanceNotRunning,
     MalformedJson,
-    Unprocessable,
 )
-from alertcap.model import AlertInfo, CaptureRequest, RunInput
-from alertcap.naming import VmRef, instance_id_for
 from alertcap.settings import Settings
-from alertcap.validation import options_from_json
+from orchestrators.capture import ORCHESTRATOR, STOP_EVENT
 
 log = logging.getLogger("alertcap.http")
 
@@ -84,7 +87,7 @@ class Starter:
 
     def _request(self, vm: VmRef, **fields: Any) -> CaptureRequest:
         s = self.settings
-        return CaptureRequest(vm_id=vm.id, options=fields.pop("options", s.capture),
+        return CaptureRequest(vm=vm, options=fields.pop("options", s.capture),
                               policy=s.policy, **fields)
 
     async def start_or_attach(self, req: func.HttpRequest, request: CaptureRequest,
@@ -97,7 +100,7 @@ class Starter:
             return {**entry, "state": "running"}
         request = replace(request, status_url=_without_key(links["statusQueryGetUri"]))
         try:
-            await self.client.start_new(names.ORCHESTRATOR, instance_id,
+            await self.client.start_new(ORCHESTRATOR, instance_id,
                                         RunInput(request).to_dict())
         except Exception:
             # Lost a race with a concurrent delivery of the same alert: the host refused
@@ -109,11 +112,27 @@ class Starter:
         return {**entry, "state": "started"}
 
     def _reply(self, entries: list[dict[str, Any]], extra: dict[str, Any]) -> func.HttpResponse:
+        """The operator's answer: the standard Durable payload of the first run, keys included."""
         started = any(e["state"] == "started" for e in entries)
         first = entries[0]
         body = {**{k: v for k, v in first.items() if k != "vmId"}, **extra,
                 "instances": entries}
         headers = {"Location": first["statusQueryGetUri"], "Retry-After": "10"}
+        return _json(body, 202 if started else 200, headers)
+
+    def _keyless_reply(self, entries: list[dict[str, Any]],
+                       extra: dict[str, Any]) -> func.HttpResponse:
+        """The webhook's answer: ids and status URLs without the system key."""
+        started = any(e["state"] == "started" for e in entries)
+        instances = [{"vmId": e["vmId"], "instanceId": e["id"], "state": e["state"],
+                      "statusQueryGetUri": _without_key(e["statusQueryGetUri"])}
+                     for e in entries]
+        # The first run's id and status URL at the top, as the Durable payload has them,
+        # so a script written for a one-VM alert reads the same fields.
+        body = {"id": instances[0]["instanceId"],
+                "statusQueryGetUri": instances[0]["statusQueryGetUri"],
+                "accepted": len(instances), **extra, "instances": instances}
+        headers = {"Location": instances[0]["statusQueryGetUri"], "Retry-After": "10"}
         return _json(body, 202 if started else 200, headers)
 
     async def alert(self, req: func.HttpRequest) -> func.HttpResponse:
@@ -126,38 +145,29 @@ class Starter:
         entries = [await self.start_or_attach(req, self._request(
             vm, location=parsed.location, alert=info, requested_by="alert"), vm)
             for vm in parsed.targets]
-        return self._reply(entries, {"alert": info.to_dict(),
-                                     "ignoredTargets": list(parsed.ignored_targets)})
+        return self._keyless_reply(entries, {"alert": info.to_dict(),
+                                             "ignoredTargets": list(parsed.ignored_targets)})
 
     async def manual(self, req: func.HttpRequest) -> func.HttpResponse:
-        body = read_json(req, self.settings.max_body_bytes)
-        if not isinstance(body, dict):
-            raise Unprocessable("send a JSON object: {\"vmId\": ..., \"capture\": {...}}")
-        unknown = set(body) - {"vmId", "location", "capture", "reason"}
-        if unknown:
-            raise Unprocessable(f"unknown fields {sorted(unknown)[:5]}")
-        vm = VmRef.parse(body.get("vmId"))
-        location = body.get("location")
-        if location is not None and (not isinstance(location, str) or not location.isalnum()
-                                     or len(location) > 40):
-            raise Unprocessable("location must be an Azure region name such as eastus")
-        reason = body.get("reason")
-        if reason is not None and (not isinstance(reason, str) or len(reason) > 500):
-            raise Unprocessable("reason must be a string of at most 500 characters")
-        options = options_from_json(body.get("capture"), self.settings.capture)
-        info = AlertInfo(schema="manual", alert_rule=None, description=reason)
+        body = validation.manual_start(read_json(req, self.settings.max_body_bytes),
+                                       self.settings.capture)
+        info = AlertInfo(schema="manual", alert_rule=None, description=body.reason)
         entry = await self.start_or_attach(req, self._request(
-            vm, location=location.lower() if location else None, alert=info,
-            requested_by="manual", options=options), vm)
+            body.vm, location=body.location, alert=info, requested_by="manual",
+            options=body.options), body.vm)
         return self._reply([entry], {})
 
     async def stop(self, req: func.HttpRequest, instance_id: str) -> func.HttpResponse:
+        # Only our own ids reach the management API: anything else names no run of ours,
+        # and a raw "?" or "/" must never become part of the SDK's request URL.
+        if not is_instance_id(instance_id):
+            raise InstanceNotFound(f"no capture run with id {instance_id[:100]!r}")
         status = _status_name(await self.client.get_status(instance_id))
         if status is None:
             raise InstanceNotFound(f"no capture run with id {instance_id[:100]!r}")
         if status not in _LIVE:
             raise InstanceNotRunning(f"run {instance_id} is {status}; nothing to stop")
-        await self.client.raise_event(instance_id, names.STOP_EVENT, {"by": "operator"})
+        await self.client.raise_event(instance_id, STOP_EVENT, {"by": "operator"})
         log.info("stop requested for %s", instance_id)
         links = self.client.get_client_response_links(req, instance_id)
         return _json({**links, "state": "stopping"}, 202,

@@ -7,17 +7,35 @@ code on the numbers that matter.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-from alertcap.validation import MAX_FILTERS, MAX_TIME_LIMIT
+from alertcap.domain import limits
 
-_VM_ID_PATTERN = (r"^/subscriptions/[0-9a-fA-F-]{36}/resourceGroups/[-\w.()]{1,90}"
-                  r"/providers/Microsoft\.Compute/virtualMachines/[A-Za-z0-9_][-\w.]{0,63}$")
+
+def _anchored(pattern: str) -> str:
+    # OpenAPI patterns are ECMA regexes searched anywhere: anchor them. \Z has no ECMA
+    # form; a JSON string with a trailing newline is refused by the server either way.
+    # Python's named groups (?P<x>...) are not ECMA: plain groups match the same strings.
+    return "^(?:" + re.sub(r"\(\?P<\w+>", "(", pattern) + ")$"
 
 _ERROR = {"type": "object", "required": ["error"], "properties": {"error": {
     "type": "object", "required": ["code", "message"],
     "properties": {"code": {"type": "string"}, "message": {"type": "string"},
                    "detail": {"type": "object"}}}}}
+
+_WEBHOOK = {"type": "object", "required": ["id", "statusQueryGetUri", "accepted", "instances"],
+            "properties": {"id": {"type": "string"},
+                           "statusQueryGetUri": {"type": "string"},
+                           "accepted": {"type": "integer"},
+                           "instances": {"type": "array", "items": {
+                               "type": "object",
+                               "required": ["vmId", "instanceId", "state", "statusQueryGetUri"],
+                               "properties": {
+                                   "vmId": {"type": "string"},
+                                   "instanceId": {"type": "string"},
+                                   "state": {"type": "string", "enum": ["started", "running"]},
+                                   "statusQueryGetUri": {"type": "string"}}}}}}
 
 _STATUS = {"type": "object", "required": ["id", "statusQueryGetUri", "instances"],
            "properties": {"id": {"type": "string"},
@@ -30,16 +48,22 @@ _STATUS = {"type": "object", "required": ["id", "statusQueryGetUri", "instances"
 
 _FILTER = {"type": "object", "additionalProperties": False, "properties": {
     "protocol": {"type": "string", "enum": ["TCP", "UDP", "Any"]},
-    "localIPAddress": {"type": "string"}, "remoteIPAddress": {"type": "string"},
-    "localPort": {"type": "string"}, "remotePort": {"type": "string"}}}
+    "localIPAddress": {"type": "string", "maxLength": limits.MAX_FILTER_VALUE_LENGTH},
+    "remoteIPAddress": {"type": "string", "maxLength": limits.MAX_FILTER_VALUE_LENGTH},
+    "localPort": {"type": "string", "maxLength": limits.MAX_FILTER_VALUE_LENGTH},
+    "remotePort": {"type": "string", "maxLength": limits.MAX_FILTER_VALUE_LENGTH}}}
 
 _CAPTURE = {"type": "object", "additionalProperties": False, "properties": {
-    "timeLimitInSeconds": {"type": "integer", "minimum": 1, "maximum": MAX_TIME_LIMIT},
-    "bytesToCapturePerPacket": {"type": "integer", "minimum": 0, "maximum": 65535},
-    "totalBytesPerSession": {"type": "integer", "minimum": 1, "maximum": 4294967295},
-    "localFilePath": {"type": "string", "pattern": r"^/var/captures/[A-Za-z0-9_.-]+\.cap$"},
+    "timeLimitInSeconds": {"type": "integer", "minimum": 1,
+                           "maximum": limits.MAX_TIME_LIMIT_SECONDS},
+    "bytesToCapturePerPacket": {"type": "integer", "minimum": 0,
+                                "maximum": limits.MAX_BYTES_PER_PACKET},
+    "totalBytesPerSession": {"type": "integer", "minimum": 1, "maximum": limits.MAX_TOTAL_BYTES},
+    "localFilePath": {"type": "string", "maxLength": limits.MAX_LOCAL_PATH_LENGTH,
+                      "pattern": _anchored(limits.LINUX_LOCAL_PATH_PATTERN + "|"
+                                           + limits.WINDOWS_LOCAL_PATH_PATTERN)},
     "toStorage": {"type": "boolean"},
-    "filters": {"type": "array", "maxItems": MAX_FILTERS, "items": _FILTER}}}
+    "filters": {"type": "array", "maxItems": limits.MAX_FILTERS, "items": _FILTER}}}
 
 
 def _responses(ok: dict[str, Any]) -> dict[str, Any]:
@@ -51,6 +75,7 @@ def _responses(ok: dict[str, Any]) -> dict[str, Any]:
 
 def document() -> dict[str, Any]:
     status = {"content": {"application/json": {"schema": _STATUS}}}
+    webhook = {"content": {"application/json": {"schema": _WEBHOOK}}}
     security: list[dict[str, list[str]]] = [{"functionKey": []}]
     return {
         "openapi": "3.0.3",
@@ -66,7 +91,7 @@ def document() -> dict[str, Any]:
                 "requestBody": {"required": True, "content": {"application/json": {
                     "schema": {"type": "object"}}}},
                 "responses": _responses({
-                    "202": {"description": "started", **status},
+                    "202": {"description": "started (status URLs carry no key)", **webhook},
                     "200": {"description": "already running, or a resolved alert"}})}},
             "/captures": {"post": {
                 "operationId": "startCapture", "security": security,
@@ -74,9 +99,13 @@ def document() -> dict[str, Any]:
                 "requestBody": {"required": True, "content": {"application/json": {
                     "schema": {"type": "object", "required": ["vmId"],
                                "additionalProperties": False, "properties": {
-                                   "vmId": {"type": "string", "pattern": _VM_ID_PATTERN},
-                                   "location": {"type": "string", "pattern": "^[a-z0-9]{1,40}$"},
-                                   "reason": {"type": "string", "maxLength": 500},
+                                   "vmId": {"type": "string",
+                                            "maxLength": limits.MAX_RESOURCE_ID_LENGTH,
+                                            "pattern": _anchored(limits.VM_ID_PATTERN)},
+                                   "location": {"type": "string",
+                                                "pattern": _anchored(limits.LOCATION_PATTERN)},
+                                   "reason": {"type": "string",
+                                              "maxLength": limits.MAX_REASON_LENGTH},
                                    "capture": _CAPTURE}}}}},
                 "responses": _responses({
                     "202": {"description": "started", **status},
@@ -85,8 +114,8 @@ def document() -> dict[str, Any]:
                 "operationId": "stopCapture", "security": security,
                 "summary": "End a running capture early",
                 "parameters": [{"name": "instanceId", "in": "path", "required": True,
-                                "schema": {"type": "string",
-                                           "pattern": "^[A-Za-z0-9_.-]{1,100}$"}}],
+                                "schema": {"type": "string", "pattern": _anchored(
+                                    limits.INSTANCE_ID_PATTERN)}}],
                 "responses": {"202": {"description": "stop requested"},
                               "401": {"description": "missing or wrong function key"},
                               "404": {"description": "no such run"},

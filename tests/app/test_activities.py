@@ -12,35 +12,39 @@ from azure.mgmt.network import models
 from azure.mgmt.resource.resources.models import GenericResource
 
 from activities import network
-from activities._runtime import run
-from alertcap.errors import (
-    AgentMissing,
-    CaptureLimitReached,
-    TransientAzureError,
-    WatcherNotFound,
-)
-from alertcap.model import (
-    CaptureFilter,
-    CaptureOptions,
+from activities.network import (
     CaptureStatusInput,
     CheckLimitInput,
     ClearStaleInput,
     CreateCaptureInput,
     EnsureAgentInput,
     ResolveWatcherInput,
-    Watcher,
+)
+from alertcap.domain.run import CaptureFilter, CaptureOptions, Watcher
+from alertcap.domain.vm import VmRef
+from alertcap.errors import (
+    AgentMissing,
+    AzureBadRequest,
+    CaptureLimitReached,
+    PermanentAzureError,
+    ResourceNotFound,
+    TransientAzureError,
+    WatcherNotFound,
 )
 from alertcap.settings import Settings
 
 SUB = "00000000-0000-0000-0000-000000000000"
 VM = f"/subscriptions/{SUB}/resourceGroups/demo-rg/providers/Microsoft.Compute/virtualMachines/vm1"
 NW = f"/subscriptions/{SUB}/resourceGroups/NetworkWatcherRG/providers/Microsoft.Network/networkWatchers/NetworkWatcher_eastus"
+VMREF = VmRef.parse(VM)
 W = Watcher(NW, "NetworkWatcher_eastus", "NetworkWatcherRG", SUB, "eastus")
 
 
-def http_error(status: int, message: str = "boom") -> HttpResponseError:
+def http_error(status: int, message: str = "boom", code: str | None = None) -> HttpResponseError:
     err = HttpResponseError(message=message)
     err.status_code = status
+    if code:  # what azure-mgmt's ARM error format puts on the exception
+        err.error = SimpleNamespace(code=code, message=message)
     return err
 
 
@@ -149,7 +153,7 @@ def clients(watchers: FakeWatchers | None = None, captures: FakeCaptures | None 
 
 def test_watcher_by_default_name_without_listing() -> None:
     fake = FakeWatchers([watcher_model("eastus")])
-    out = network.resolve_watcher(clients(fake), ResolveWatcherInput(VM, "eastus"))
+    out = network.resolve_watcher(clients(fake), ResolveWatcherInput(VMREF, "eastus"))
     assert out.watcher.name == "NetworkWatcher_eastus" and out.found_by == "default-name"
     assert fake.list_all_calls == 0
 
@@ -157,7 +161,7 @@ def test_watcher_by_default_name_without_listing() -> None:
 def test_watcher_fallback_lists_and_filters_by_region_read_from_the_vm() -> None:
     fake = FakeWatchers([watcher_model("westeurope", "ops", "nw-we"),
                          watcher_model("eastus", "ops", "custom-eastus")])
-    out = network.resolve_watcher(clients(fake), ResolveWatcherInput(VM, None))
+    out = network.resolve_watcher(clients(fake), ResolveWatcherInput(VMREF, None))
     assert out.watcher.name == "custom-eastus" and out.found_by == "list_all"
     assert out.vm_location == "eastus"  # "East US" from the VM, normalised
 
@@ -165,13 +169,13 @@ def test_watcher_fallback_lists_and_filters_by_region_read_from_the_vm() -> None
 def test_no_watcher_in_region_is_a_clear_permanent_error() -> None:
     with pytest.raises(WatcherNotFound, match="az network watcher configure -l eastus"):
         network.resolve_watcher(clients(FakeWatchers([watcher_model("westus")])),
-                                ResolveWatcherInput(VM, "eastus"))
+                                ResolveWatcherInput(VMREF, "eastus"))
 
 
 def test_throttled_watcher_read_is_transient() -> None:
     with pytest.raises(TransientAzureError):
         network.resolve_watcher(clients(FakeWatchers([], get_status=429)),
-                                ResolveWatcherInput(VM, "eastus"))
+                                ResolveWatcherInput(VMREF, "eastus"))
 
 
 def agent_vm(ext_type: str | None, os_type: str = "Linux") -> dict[str, Any]:
@@ -188,15 +192,15 @@ def agent_vm(ext_type: str | None, os_type: str = "Linux") -> dict[str, Any]:
 
 def test_agent_present() -> None:
     out = network.ensure_agent(clients(vm=agent_vm("NetworkWatcherAgentLinux")),
-                               EnsureAgentInput(VM))
+                               EnsureAgentInput(VMREF))
     assert out.type == "NetworkWatcherAgentLinux" and not out.installed_now
 
 
 def test_agent_missing_fails_clearly_unless_install_allowed() -> None:
     with pytest.raises(AgentMissing, match="ALERTCAP_INSTALL_AGENT"):
-        network.ensure_agent(clients(vm=agent_vm(None)), EnsureAgentInput(VM, install=False))
+        network.ensure_agent(clients(vm=agent_vm(None)), EnsureAgentInput(VMREF, install=False))
     c = clients(vm=agent_vm(None, "Windows"))
-    out = network.ensure_agent(c, EnsureAgentInput(VM, install=True))
+    out = network.ensure_agent(c, EnsureAgentInput(VMREF, install=True))
     assert out.installed_now and out.type == "NetworkWatcherAgentWindows"
     (rid, body), = c.resources("x").resources.installed
     assert rid.endswith("/extensions/AzureNetworkWatcherExtension")
@@ -225,7 +229,7 @@ def test_create_sends_every_option_and_is_idempotent() -> None:
     opts = CaptureOptions(time_limit_seconds=90, bytes_per_packet=96, total_bytes=1000,
                           local_file_path="/var/captures/x.cap",
                           filters=(CaptureFilter("TCP", None, "10.0.0.1", None, "443"),))
-    inp = CreateCaptureInput(W, VM, "alertcap-vm1-x-1", opts, "/subscriptions/x/sa")
+    inp = CreateCaptureInput(W, VMREF, "alertcap-vm1-x-1", opts, "/subscriptions/x/sa")
     ref = network.create_capture(clients(captures=caps), inp)
     assert not ref.adopted and ref.storage_path == "https://sa/alertcap-vm1-x-1.cap"
     wire = caps.created[0][1].as_dict()["properties"]
@@ -242,11 +246,35 @@ def test_create_sends_every_option_and_is_idempotent() -> None:
 
 def test_failed_create_leaves_nothing_behind() -> None:
     caps = FakeCaptures()
-    caps.fail_create = http_error(400, "The Network Watcher agent extension is not installed")
-    inp = CreateCaptureInput(W, VM, "n1", CaptureOptions(), "/sa")
-    with pytest.raises(AgentMissing):
+    caps.fail_create = http_error(400, "Invalid filter")
+    inp = CreateCaptureInput(W, VMREF, "n1", CaptureOptions(), "/sa")
+    with pytest.raises(AzureBadRequest):
         network.create_capture(clients(captures=caps), inp)
     assert caps.deleted == ["n1"] and caps.items == {}
+
+
+def test_a_create_whose_progress_answers_404_still_cleans_up() -> None:
+    caps = FakeCaptures()
+    caps.fail_create = http_error(404, "operation not found")
+    with pytest.raises(ResourceNotFound):
+        network.create_capture(clients(captures=caps),
+                               CreateCaptureInput(W, VMREF, "n1", CaptureOptions(), "/sa"))
+    assert caps.deleted == ["n1"]
+
+
+@pytest.mark.parametrize(("code", "message"), [
+    ("AzureNetworkWatcherExtensionNotInstalled", "any words at all"),
+    ("InvalidRequestFormat", "The Network Watcher agent extension is not installed"),
+])
+def test_agent_missing_is_decided_by_the_arm_error_code_not_its_words(
+        code: str, message: str) -> None:
+    caps = FakeCaptures()
+    caps.fail_create = http_error(400, message, code=code)
+    with pytest.raises(PermanentAzureError) as raised:
+        network.create_capture(clients(captures=caps),
+                               CreateCaptureInput(W, VMREF, "n1", CaptureOptions(), "/sa"))
+    expected = AzureBadRequest if code == "InvalidRequestFormat" else AgentMissing
+    assert type(raised.value) is expected
 
 
 def test_status_and_stop() -> None:
@@ -260,15 +288,13 @@ def test_status_and_stop() -> None:
 
 def test_runtime_envelope_reports_permanent_and_raises_transient() -> None:
     c = clients(FakeWatchers([watcher_model("westus")]))
-    out = run("resolve_watcher", {"vm_id": VM, "location": "eastus"}, ResolveWatcherInput,
-              network.resolve_watcher, clients=c)
+    out = network.resolve_watcher.run({"vm_id": VM, "location": "eastus"}, clients=c)
     assert out["error"]["type"] == "WatcherNotFound"
     c = clients(FakeWatchers([], get_status=503))
     with pytest.raises(TransientAzureError):
-        run("resolve_watcher", {"vm_id": VM, "location": "eastus"}, ResolveWatcherInput,
-            network.resolve_watcher, clients=c)
-    ok = run("resolve_watcher", {"vm_id": VM, "location": "eastus"}, ResolveWatcherInput,
-             network.resolve_watcher, clients=clients(FakeWatchers([watcher_model("eastus")])))
+        network.resolve_watcher.run({"vm_id": VM, "location": "eastus"}, clients=c)
+    ok = network.resolve_watcher.run({"vm_id": VM, "location": "eastus"},
+                                     clients=clients(FakeWatchers([watcher_model("eastus")])))
     assert ok["value"]["watcher"]["name"] == "NetworkWatcher_eastus"
 
 
@@ -277,17 +303,19 @@ def test_runtime_envelope_reports_permanent_and_raises_transient() -> None:
                                               (500, "TransientAzureError"),
                                               (503, "TransientAzureError")])
 def test_azure_status_mapping(status: int, kind: str) -> None:
-    from alertcap.errors import from_azure
+    from alertcap.sdk.errors import from_azure
 
     assert type(from_azure(http_error(status), "x")).__name__ == kind
 
 
 def test_every_activity_the_orchestrator_calls_is_registered() -> None:
     import function_app
-    from alertcap import names
+    from activities.spec import declared
+    from orchestrators.capture import ORCHESTRATOR
 
     registered = {f.get_function_name(): f.get_trigger().type
                   for f in function_app.app.get_functions()}
-    for name in names.ACTIVITIES:
-        assert registered.get(name) == "activityTrigger", name
-    assert registered[names.ORCHESTRATOR] == "orchestrationTrigger"
+    for spec in declared():
+        assert registered.get(spec.name) == "activityTrigger", spec.name
+    assert len(declared()) >= 9
+    assert registered[ORCHESTRATOR] == "orchestrationTrigger"

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from alertcap.alerts import parse_alert
+from alertcap.domain.alerts import parse_alert
+from alertcap.domain.vm import VmRef, capture_name_for, capture_prefix_for, instance_id_for
 from alertcap.errors import InvalidResourceId, NoVmTarget, UnknownAlertSchema
-from alertcap.naming import VmRef, capture_name_for, capture_prefix_for, instance_id_for
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "alerts"
 EXPECTED = json.loads((FIXTURES / "expected.json").read_text())

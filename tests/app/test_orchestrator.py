@@ -8,24 +8,35 @@ from typing import Any
 
 import pytest
 
-from alertcap import names
-from alertcap.errors import AgentMissing
-from alertcap.model import (
+from activities.network import (
     AgentStatus,
+    ClearStaleResult,
+    LimitStatus,
+    ResolvedWatcher,
+    check_limit,
+    clear_stale_capture,
+    create_capture,
+    ensure_agent,
+    get_capture_status,
+    resolve_watcher,
+    stop_capture,
+)
+from activities.notify import send as notify
+from activities.summary import summarise_capture
+from alertcap.domain.run import (
     AlertInfo,
     CaptureOptions,
     CaptureRef,
     CaptureRequest,
     CaptureStatus,
     CaptureSummary,
-    ClearStaleResult,
-    LimitStatus,
     Notification,
-    ResolvedWatcher,
     RunInput,
     RunPolicy,
     Watcher,
 )
+from alertcap.domain.vm import VmRef
+from alertcap.errors import AgentMissing
 from orchestrators.capture import capture_run
 from tests.app.orchestration_harness import ActivityFailed, FakeContext, drive, ok
 
@@ -38,7 +49,7 @@ BLOB = "https://acct.blob.core.windows.net/network-watcher-logs/x.cap"
 
 def request(time_limit: int = 60, **policy: Any) -> dict[str, Any]:
     req = CaptureRequest(
-        vm_id=VM, location="eastus",
+        vm=VmRef.parse(VM), location="eastus",
         alert=AlertInfo(schema="common", alert_rule="vm1-network-out", fired_at="2026-11-24T01:59:00Z"),
         options=CaptureOptions(time_limit_seconds=time_limit),
         policy=RunPolicy(**{"poll_interval_seconds": 10, "max_poll_interval_seconds": 30,
@@ -56,17 +67,17 @@ class Scenario:
         self.stop_reason = stop_reason
         self.emails: list[dict[str, Any]] = []
         self.handlers: dict[str, Any] = {
-            names.RESOLVE_WATCHER: lambda p: ok(ResolvedWatcher(WATCHER, "eastus", "default-name")),
-            names.ENSURE_AGENT: lambda p: ok(AgentStatus("AzureNetworkWatcherExtension",
+            resolve_watcher.name: lambda p: ok(ResolvedWatcher(WATCHER, "eastus", "default-name")),
+            ensure_agent.name: lambda p: ok(AgentStatus("AzureNetworkWatcherExtension",
                                                          "NetworkWatcherAgentLinux", "1.4")),
-            names.CLEAR_STALE_CAPTURE: lambda p: ok(ClearStaleResult(())),
-            names.CHECK_LIMIT: lambda p: ok(LimitStatus(3, 10000)),
-            names.CREATE_CAPTURE: lambda p: ok(CaptureRef(WATCHER, p["name"], "/pc/" + p["name"])),
-            names.GET_CAPTURE_STATUS: self.status,
-            names.STOP_CAPTURE: self.stop,
-            names.SUMMARISE_CAPTURE: lambda p: ok(CaptureSummary(
+            clear_stale_capture.name: lambda p: ok(ClearStaleResult(())),
+            check_limit.name: lambda p: ok(LimitStatus(3, 10000)),
+            create_capture.name: lambda p: ok(CaptureRef(WATCHER, p["name"], "/pc/" + p["name"])),
+            get_capture_status.name: self.status,
+            stop_capture.name: self.stop,
+            summarise_capture.name: lambda p: ok(CaptureSummary(
                 blob_url=p["storage_path"], summary={"packets": 1234})),
-            names.NOTIFY: self.notify,
+            notify.name: self.notify,
         }
 
     def status(self, payload: dict[str, Any]) -> dict[str, Any]:
@@ -99,10 +110,10 @@ def called(ctx: FakeContext) -> list[str]:
 def test_success_chains_every_step_and_reports_the_capture() -> None:
     scenario = Scenario(["NotStarted", "Running", "Running", "Stopped"])
     ctx, out = run(scenario)
-    assert called(ctx)[:5] == [names.RESOLVE_WATCHER, names.ENSURE_AGENT,
-                               names.CLEAR_STALE_CAPTURE, names.CHECK_LIMIT, names.CREATE_CAPTURE]
-    assert called(ctx)[-2:] == [names.SUMMARISE_CAPTURE, names.NOTIFY]
-    assert names.STOP_CAPTURE not in called(ctx)
+    assert called(ctx)[:5] == [resolve_watcher.name, ensure_agent.name,
+                               clear_stale_capture.name, check_limit.name, create_capture.name]
+    assert called(ctx)[-2:] == [summarise_capture.name, notify.name]
+    assert stop_capture.name not in called(ctx)
     assert out["schema"] == "alertcap.run/1"
     assert out["outcome"] == "captured"
     assert out["reason"] == "TimeExceeded"
@@ -124,11 +135,11 @@ def test_success_chains_every_step_and_reports_the_capture() -> None:
 
 def test_clear_stale_only_targets_this_vms_prefix_and_keeps_the_new_name() -> None:
     ctx, _ = run(Scenario(["Stopped"]))
-    clear = dict(ctx.calls)[names.CLEAR_STALE_CAPTURE]
-    create = dict(ctx.calls)[names.CREATE_CAPTURE]
+    clear = dict(ctx.calls)[clear_stale_capture.name]
+    create = dict(ctx.calls)[create_capture.name]
     assert create["name"].startswith(clear["name_prefix"])
     assert clear["keep_name"] == create["name"]
-    assert dict(ctx.calls)[names.CHECK_LIMIT]["limit"] == 10000
+    assert dict(ctx.calls)[check_limit.name]["limit"] == 10000
 
 
 def test_poll_interval_grows_to_the_maximum() -> None:
@@ -146,8 +157,8 @@ def test_capture_error_is_notified_as_a_failure_naming_the_cause() -> None:
     assert out["outcome"] == "failed"
     assert "CaptureFailed" in out["reason"]
     assert out["error"]["type"] == "CaptureFailed"
-    assert names.SUMMARISE_CAPTURE not in called(ctx)
-    assert called(ctx)[-1] == names.NOTIFY
+    assert summarise_capture.name not in called(ctx)
+    assert called(ctx)[-1] == notify.name
     assert scenario.emails[0]["run"]["outcome"] == "failed"
 
 
@@ -156,7 +167,7 @@ def test_deadline_stops_the_capture() -> None:
     scenario = Scenario(["Running"] * 1000)
     ctx, out = run(scenario, request(time_limit=60, stop_grace_seconds=30,
                                      polls_per_generation=1000))
-    assert names.STOP_CAPTURE in called(ctx)
+    assert stop_capture.name in called(ctx)
     assert out["stopped_by"] == "deadline"
     assert out["outcome"] == "captured"
     created = datetime(2026, 11, 24, 2, 0, 5)
@@ -170,17 +181,17 @@ def test_stop_event_ends_the_capture_early() -> None:
                    stop_at=datetime(2026, 11, 24, 2, 0, 40))
     assert out["stopped_by"] == "operator"
     assert out["reason"] == "ManuallyStopped"
-    assert called(ctx).count(names.STOP_CAPTURE) == 1
+    assert called(ctx).count(stop_capture.name) == 1
     assert any(t.cancelled for t in ctx.timers)
     assert ctx.now < datetime(2026, 11, 24, 2, 2, 0)
 
 
 def test_permanent_error_fails_fast_and_is_notified() -> None:
     scenario = Scenario(["Running"])
-    scenario.handlers[names.ENSURE_AGENT] = lambda p: {"error": AgentMissing(
+    scenario.handlers[ensure_agent.name] = lambda p: {"error": AgentMissing(
         "the Network Watcher agent is not installed on vm1").to_dict()}
     ctx, out = run(scenario)
-    assert called(ctx) == [names.RESOLVE_WATCHER, names.ENSURE_AGENT, names.NOTIFY]
+    assert called(ctx) == [resolve_watcher.name, ensure_agent.name, notify.name]
     assert out["outcome"] == "failed"
     assert out["error"]["type"] == "AgentMissing"
     assert "not installed on vm1" in out["reason"]
@@ -197,11 +208,11 @@ def test_activity_failure_after_retries_stops_the_running_capture_and_notifies()
             raise ActivityFailed("Activity function 'get_capture_status' failed: 503")
         return scenario.status(payload)
 
-    scenario.handlers[names.GET_CAPTURE_STATUS] = flaky
+    scenario.handlers[get_capture_status.name] = flaky
     ctx, out = run(scenario, request(time_limit=600))
     assert out["outcome"] == "failed"
     assert "get_capture_status" in out["reason"]
-    assert called(ctx)[-2:] == [names.STOP_CAPTURE, names.NOTIFY]
+    assert called(ctx)[-2:] == [stop_capture.name, notify.name]
     assert out["stopped_by"] == "failure"
 
 
@@ -211,7 +222,7 @@ def test_notify_failure_fails_the_instance_so_rewind_can_resend() -> None:
     def down(payload: dict[str, Any]) -> dict[str, Any]:
         raise ActivityFailed("Activity function 'notify' failed: email service 503")
 
-    scenario.handlers[names.NOTIFY] = down
+    scenario.handlers[notify.name] = down
     with pytest.raises(ActivityFailed):
         run(scenario)
 
@@ -220,7 +231,7 @@ def test_history_is_bounded_by_continue_as_new_and_resumes_the_monitor() -> None
     scenario = Scenario(["Running"] * 50)
     ctx, out = run(scenario, request(time_limit=18000, polls_per_generation=5))
     assert out is None
-    assert called(ctx).count(names.GET_CAPTURE_STATUS) == 5
+    assert called(ctx).count(get_capture_status.name) == 5
     carried = ctx.continued_with
     assert carried["monitor"]["generation"] == 1
     assert carried["monitor"]["polls"] == 5
@@ -228,7 +239,20 @@ def test_history_is_bounded_by_continue_as_new_and_resumes_the_monitor() -> None
     # The next generation goes straight to monitoring the same capture.
     scenario2 = Scenario(["Running", "Stopped"])
     ctx2, out2 = run(scenario2, carried, now=ctx.now)
-    assert names.CREATE_CAPTURE not in called(ctx2)
+    assert create_capture.name not in called(ctx2)
     assert out2["capture"]["name"] == carried["monitor"]["capture"]["name"]
     assert out2["polls"] == 7
     assert out2["started_at"] == "2026-11-24T02:00:00.000000Z"
+
+
+def test_a_windows_path_for_a_linux_vm_fails_before_anything_is_created() -> None:
+    scenario = Scenario(["Running", "Stopped"])
+    req = CaptureRequest(vm=VmRef.parse(VM), location="eastus",
+                         options=CaptureOptions(local_file_path="C:\\captures\\x.cap",
+                                                to_storage=False))
+    ctx = FakeContext(RunInput(req).to_dict(), scenario.handlers)
+    output = drive(ctx, capture_run(ctx))
+    assert output["outcome"] == "failed"
+    assert "windows path" in output["reason"] and "linux" in output["reason"]
+    assert create_capture.name not in called(ctx)
+    assert called(ctx)[-1] == notify.name

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from alertcap import notify
+from alertcap.domain import email as notify
+from alertcap.domain.run import RunResult
 from alertcap.errors import ConfigError
 from alertcap.settings import ENV, Settings
 
@@ -59,11 +60,16 @@ def test_example_settings_document_every_setting_the_app_reads() -> None:
 
 RUN = {
     "schema": "alertcap.run/1", "instance_id": "alertcap-vm1-0123", "outcome": "captured",
-    "vm_id": "/subscriptions/0/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/vm1",
+    "vm_id": "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/vm1",
     "requested_by": "alert", "reason": "TimeExceeded",
     "alert": {"alert_rule": "vm1 <b>egress</b>", "fired_at": "2026-11-24T01:59:00Z",
               "severity": "Sev2"},
-    "capture": {"name": "alertcap-vm1-x-1", "storage_path": "https://sa/x.cap"},
+    "capture": {"watcher": {"id": "/nw", "name": "NetworkWatcher_eastus",
+                            "resource_group": "NetworkWatcherRG",
+                            "subscription_id": "00000000-0000-0000-0000-000000000000",
+                            "location": "eastus"},
+                "name": "alertcap-vm1-x-1", "id": "/nw/packetCaptures/alertcap-vm1-x-1",
+                "storage_path": "https://sa/x.cap"},
     "capture_status": {"status": "Stopped", "stop_reason": "TimeExceeded", "errors": []},
     "summary": {"blob_url": "https://sa/x.cap", "link": "https://sa/x.cap?sig=abc&se=1",
                 "summary": None},
@@ -73,7 +79,7 @@ RUN = {
 
 
 def test_email_names_vm_alert_outcome_file_and_status_url_escaped() -> None:
-    email = notify.render(RUN)
+    email = notify.render(RunResult.from_dict(RUN))
     assert "vm1" in email.subject and "captured" in email.subject
     for text in (email.text, email.html):
         assert "TimeExceeded" in text and "alertcap-vm1-x-1" in text
@@ -86,7 +92,7 @@ def test_email_names_vm_alert_outcome_file_and_status_url_escaped() -> None:
 def test_failure_email_says_failed_and_why() -> None:
     run = {**RUN, "outcome": "failed", "reason": "the Network Watcher agent is not installed",
            "error": {"type": "AgentMissing"}, "summary": None}
-    email = notify.render(run)
+    email = notify.render(RunResult.from_dict(run))
     assert "FAILED" in email.subject and "agent is not installed" in email.subject
     assert "agent is not installed" in email.html
     assert "\n" not in email.subject

@@ -10,9 +10,9 @@ from typing import Any
 import azure.functions as func
 import pytest
 
-from alertcap import names
-from alertcap.naming import VmRef, instance_id_for
+from alertcap.domain.vm import VmRef, instance_id_for
 from alertcap.settings import Settings
+from orchestrators.capture import ORCHESTRATOR, STOP_EVENT
 from starters.http import Starter
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "alerts"
@@ -86,19 +86,25 @@ def fixture(name: str) -> dict[str, Any]:
     return json.loads((FIXTURES / name).read_text())
 
 
-def test_alert_starts_one_run_and_answers_with_status_urls() -> None:
+def test_alert_starts_one_run_and_answers_with_keyless_status_urls() -> None:
     client = FakeClient()
     resp = call(Starter(client, settings()).alert(post(fixture("common-metric-fired.json"))))
     assert resp.status_code == 202
     b = body(resp)
-    for key in ("statusQueryGetUri", "sendEventPostUri", "terminatePostUri", "rewindPostUri",
+    # Least privilege: whoever holds the webhook's key gets no management URLs and no
+    # system key, only what identifies and locates the run.
+    assert "code=" not in json.dumps(b) and "code=" not in resp.headers["Location"]
+    for key in ("sendEventPostUri", "terminatePostUri", "rewindPostUri",
                 "purgeHistoryDeleteUri"):
-        assert key in b
-    assert resp.headers["Location"] == b["statusQueryGetUri"]
+        assert key not in json.dumps(b)
+    assert b["accepted"] == 1
+    entry = b["instances"][0]
+    assert resp.headers["Location"] == entry["statusQueryGetUri"]
+    assert entry["statusQueryGetUri"].split("?")[0].endswith(entry["instanceId"])
     assert len(client.started) == 1
     name, instance_id, run_input = client.started[0]
-    assert name == names.ORCHESTRATOR
-    assert instance_id == b["id"] == b["instances"][0]["id"]
+    assert name == ORCHESTRATOR
+    assert instance_id == entry["instanceId"] and entry["state"] == "started"
     request = run_input["request"]
     assert request["vm_id"].lower().endswith("/virtualmachines/vm1")
     assert request["alert"]["alert_rule"] == "vm1-network-out-high"
@@ -118,14 +124,14 @@ def test_multi_target_alert_starts_one_run_per_vm() -> None:
 def test_duplicate_alert_while_running_starts_nothing_and_returns_the_run() -> None:
     client = FakeClient()
     starter = Starter(client, settings())
-    first = call(starter.alert(post(fixture("common-metric-fired.json"))))
-    client.instances[body(first)["id"]] = "Running"
+    first = body(call(starter.alert(post(fixture("common-metric-fired.json")))))["instances"][0]
+    client.instances[first["instanceId"]] = "Running"
     again = call(starter.alert(post(fixture("common-metric-mixed-case.json"))))
-    other_vm = body(again)["id"] != body(first)["id"]
+    other_vm = body(again)["instances"][0]["instanceId"] != first["instanceId"]
     assert other_vm  # web-01, not vm1: a different run
     dup = call(starter.alert(post(fixture("common-metric-fired.json"))))
     assert dup.status_code == 200
-    assert body(dup)["id"] == body(first)["id"]
+    assert body(dup)["instances"][0]["instanceId"] == first["instanceId"]
     assert body(dup)["instances"][0]["state"] == "running"
     assert len(client.started) == 2
 
@@ -195,7 +201,8 @@ def test_manual_start_with_options() -> None:
     client = FakeClient()
     req = post({"vmId": VM1, "location": "EastUS", "reason": "investigating",
                 "capture": {"timeLimitInSeconds": 120, "bytesToCapturePerPacket": 128,
-                            "filters": [{"protocol": "TCP", "remotePort": "443;8080-8090"}]}},
+                            "filters": [{"protocol": "TCP", "remotePort": "8080-8090"},
+                                        {"protocol": "UDP", "remotePort": "53;123;"}]}},
                "captures")
     resp = call(Starter(client, settings()).manual(req))
     assert resp.status_code == 202
@@ -204,7 +211,8 @@ def test_manual_start_with_options() -> None:
     assert request["location"] == "eastus"
     assert request["options"]["time_limit_seconds"] == 120
     assert request["options"]["bytes_per_packet"] == 128
-    assert request["options"]["filters"][0]["remote_port"] == "443;8080-8090"
+    assert request["options"]["filters"][0]["remote_port"] == "8080-8090"
+    assert request["options"]["filters"][1]["remote_port"] == "53;123;"
     assert request["options"]["total_bytes"] == 1073741824  # the configured default
 
 
@@ -215,6 +223,22 @@ def test_manual_start_with_options() -> None:
     {"vmId": VM1, "capture": {"filters": [{"localPort": "70000"}]}},
     {"vmId": VM1, "capture": {"filters": [{"remoteIPAddress": "10.0.0.1; DROP TABLE"}]}},
     {"vmId": VM1, "capture": {"localFilePath": "/var/captures/../../etc/passwd.cap"}},
+    # What Network Watcher itself refuses (REST spec, PacketCaptureFilter), so the run
+    # would only fail later with an email: refused at the door instead.
+    {"vmId": VM1, "capture": {"filters": [{"localPort": "\u00b2"}]}},           # superscript two
+    {"vmId": VM1, "capture": {"filters": [{"localPort": "\u0668\u0660"}]}},     # Arabic-Indic 80
+    {"vmId": VM1, "capture": {"filters": [{"remotePort": "443;8080-8090"}]}},  # range + list
+    {"vmId": VM1, "capture": {"filters": [{"remotePort": "80-85;90-95"}]}},    # two ranges
+    {"vmId": VM1, "capture": {"filters": [{"remotePort": "90-80"}]}},
+    {"vmId": VM1, "capture": {"filters": [{"localIPAddress": "fe80::1"}]}},
+    {"vmId": VM1, "capture": {"filters": [{"localIPAddress": "10.0.0.9-10.0.0.1"}]}},
+    {"vmId": VM1, "capture": {"filters": [{"localIPAddress": "010.0.0.1.2"}]}},
+    {"vmId": VM1, "capture": {"filters": [
+        {"localIPAddress": "0.0.0.1-255.255.255.254", "remoteIPAddress": "0.0.0.1-255.255.255.254",
+         "localPort": ";".join(str(p) for p in range(1000, 1039))}] * 10}},  # BPF too large
+    {"vmId": VM1, "capture": {"localFilePath": "/var/captures/x.cap\n"}},
+    {"vmId": VM1, "capture": {"localFilePath": "/tmp/x.cap"}},
+    {"vmId": VM1, "location": "\uff45\uff41\uff53\uff54\uff55\uff53"},  # full-width "eastus"
     {"vmId": VM1, "capture": {"shell": "rm -rf /"}},
     {"vmId": VM1, "location": "east us; rm"},
     {"vmId": VM1 + "/../../other"},
@@ -231,19 +255,29 @@ def test_manual_start_validation_is_422_and_starts_nothing(payload: dict[str, An
 
 def test_stop_raises_the_stop_event_for_a_running_capture() -> None:
     client = FakeClient()
-    client.instances["alertcap-vm1-abc"] = "Running"
+    client.instances["alertcap-vm1-0123456789ab"] = "Running"
     resp = call(Starter(client, settings()).stop(post(b"{}", "captures/x/stop"),
-                                                 "alertcap-vm1-abc"))
+                                                 "alertcap-vm1-0123456789ab"))
     assert resp.status_code == 202
-    assert client.events == [("alertcap-vm1-abc", names.STOP_EVENT, {"by": "operator"})]
+    assert client.events == [("alertcap-vm1-0123456789ab", STOP_EVENT, {"by": "operator"})]
 
 
 def test_stop_unknown_is_404_and_finished_is_409() -> None:
     client = FakeClient()
     starter = Starter(client, settings())
-    assert call(starter.stop(post(b"{}"), "nope")).status_code == 404
-    client.instances["done"] = "Completed"
-    assert call(starter.stop(post(b"{}"), "done")).status_code == 409
+    assert call(starter.stop(post(b"{}"), "alertcap-nope-0123456789ab")).status_code == 404
+    client.instances["alertcap-done-0123456789ab"] = "Completed"
+    assert call(starter.stop(post(b"{}"), "alertcap-done-0123456789ab")).status_code == 409
+
+
+@pytest.mark.parametrize("bad", ["alertcap-vm1-0123456789ab?x", "alertcap-vm1-0123456789ab/x",
+                                 "../alertcap-vm1-0123456789ab", "@alertcap", "x" * 300])
+def test_stop_with_an_id_that_cannot_be_ours_is_404_without_asking_durable(bad: str) -> None:
+    client = FakeClient()
+    client.instances[bad] = "Running"
+    resp = call(Starter(client, settings()).stop(post(b"{}"), bad))
+    assert resp.status_code == 404 and body(resp)["error"]["code"] == "InstanceNotFound"
+    assert client.events == []
     assert client.events == []
 
 

@@ -142,8 +142,14 @@ class Stack:
             code = self.function_key
         return url if code is None else f"{url}?code={urllib.parse.quote(code)}"
 
+    def with_key(self, url: str) -> str:
+        """The webhook answers with keyless status URLs: an operator adds the system key."""
+        if "code=" in url:
+            return url
+        return f"{url}{'&' if '?' in url else '?'}code={urllib.parse.quote(self.system_key)}"
+
     def status(self, status_url: str) -> dict[str, Any]:
-        r = http("GET", status_url)
+        r = http("GET", self.with_key(status_url))
         assert r.status in (200, 202), (r.status, r.body)
         return dict(r.body)
 

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from azure.storage.blob import BlobClient
 
-from alertcap.clients import parse_connection_string
-from alertcap.model import RUN_SCHEMA, RunResult
+from alertcap.domain.run import RUN_SCHEMA, RunResult
 from alertcap.pcap import summarise_path
+from alertcap.sdk.clients import parse_connection_string
 
 from .scenarios import Observed
 from .stack import Stack
@@ -43,8 +43,9 @@ def capture_file(stack: Stack, alerted: Observed, tmp_path_factory: pytest.TempP
 def test_the_alert_is_accepted_and_the_run_completes_with_a_capture(alerted: Observed) -> None:
     first, final = alerted["first"], alerted["final"]
     assert first.status == 202
-    assert first.body["state"] == "started"
+    assert [i["state"] for i in first.body["instances"]] == ["started"]
     assert first.headers["Location"] == first.body["statusQueryGetUri"]
+    assert "code=" not in first.headers["Location"]  # the webhook hands out no key
     assert final["runtimeStatus"] == "Completed", final
     output = final["output"]
     assert output["outcome"] == "captured", output
@@ -58,7 +59,7 @@ def test_the_alert_is_accepted_and_the_run_completes_with_a_capture(alerted: Obs
 def test_the_output_follows_the_documented_schema(alerted: Observed) -> None:
     output = alerted["final"]["output"]
     assert output["schema"] == RUN_SCHEMA == "alertcap.run/1"
-    assert set(output) == {f.name for f in dataclasses.fields(RunResult)}
+    assert set(output) == {f.metadata.get("json", f.name) for f in dataclasses.fields(RunResult)}
     assert output["instance_id"] == alerted["first"].body["id"]
     # The status URL in the output is usable with the system key, and carries no key.
     assert output["status_url"] and "code=" not in output["status_url"]

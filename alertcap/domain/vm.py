@@ -1,8 +1,9 @@
-"""Resource ids in, deterministic names out.
+"""Virtual machine ids in, deterministic names out.
 
-`VmRef.parse` is the one gate every VM id passes (alerts, manual starts): it accepts only
-a well-formed ARM virtual machine id, in any casing, and refuses anything else (path
-traversal, query strings, other resource types) with InvalidResourceId.
+`VmRef.parse` is the one gate every VM id passes (alerts, manual starts), at the edge:
+it accepts only a well-formed ARM virtual machine id, in any casing, and refuses anything
+else (path traversal, query strings, other resource types) with InvalidResourceId. The
+parsed value is what travels on (it crosses Durable boundaries as its id string).
 
 Instance ids and capture names are pure functions of the VM id (and, for captures, the
 run's start time), so a retried webhook finds the running instance, and a re-run
@@ -16,18 +17,11 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
+from alertcap.domain import limits
 from alertcap.errors import InvalidResourceId
 
-# ARM rules: subscription is a GUID; a resource group is 1-90 of letters, digits, _ - . ( )
-# not ending in a period; a VM name is 1-64 of letters, digits, _ - . (Linux rules, the
-# wider of the two). Unicode letters are allowed by ARM in group names; we accept \w.
-_VM_ID = re.compile(
-    r"^/subscriptions/(?P<sub>[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})"
-    r"/resourceGroups/(?P<rg>[-\w.()]{0,89}[-\w()])"
-    r"/providers/Microsoft\.Compute/virtualMachines/(?P<name>[A-Za-z0-9_][-\w.]{0,63})$",
-    re.IGNORECASE | re.ASCII,
-)
-_MAX_ID_LENGTH = 400
+_VM_ID = re.compile(limits.VM_ID_PATTERN, re.IGNORECASE | re.ASCII)
+_INSTANCE_ID = re.compile(limits.INSTANCE_ID_PATTERN, re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -40,16 +34,26 @@ class VmRef:
     def parse(cls, text: object) -> VmRef:
         if not isinstance(text, str) or not text:
             raise InvalidResourceId("a virtual machine resource id (string) is required")
-        if len(text) > _MAX_ID_LENGTH:
+        if len(text) > limits.MAX_RESOURCE_ID_LENGTH:
             raise InvalidResourceId("resource id is too long to be an ARM id")
-        match = _VM_ID.match(text.strip())
+        match = _VM_ID.fullmatch(text.strip())
         if not match or ".." in text:
             raise InvalidResourceId(
                 "not a virtual machine resource id: expected /subscriptions/<guid>/"
                 "resourceGroups/<group>/providers/Microsoft.Compute/virtualMachines/<name>",
-                detail={"resourceId": text[:200]},
-            )
+                detail={"resourceId": text[:200]})
         return cls(match["sub"].lower(), match["rg"], match["name"])
+
+    # On the wire (activity inputs, orchestration input and output) a VM is its id.
+    @classmethod
+    def from_wire(cls, text: object) -> VmRef:
+        return cls.parse(text)
+
+    def to_wire(self) -> str:
+        return self.id
+
+    def __str__(self) -> str:
+        return self.id
 
     @property
     def id(self) -> str:
@@ -72,6 +76,11 @@ def is_vm_id(text: object) -> bool:
     except InvalidResourceId:
         return False
     return True
+
+
+def is_instance_id(text: object) -> bool:
+    """Could this be one of our instance ids? (Anything else names no run of ours.)"""
+    return isinstance(text, str) and _INSTANCE_ID.fullmatch(text) is not None
 
 
 def _slug(text: str, length: int) -> str:

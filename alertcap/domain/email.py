@@ -1,4 +1,4 @@
-"""The notification email, rendered from the orchestration's RunResult dict.
+"""The notification email, rendered from the orchestration's typed RunResult.
 
 Pure: no I/O, so the same text can be checked in tests and previewed from any finished
 run's output. Every value that came from outside (alert text, names, packet contents)
@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from html import escape
-from typing import Any
 
 from alertcap import pcap
+from alertcap.domain.run import RunResult
 
 
 @dataclass(frozen=True)
@@ -21,56 +21,51 @@ class Email:
     html: str
 
 
-def _vm_name(vm_id: str) -> str:
-    return vm_id.rstrip("/").rsplit("/", 1)[-1]
-
-
-def _rows(run: dict[str, Any]) -> list[tuple[str, str]]:
-    alert = run.get("alert") or {}
-    capture = run.get("capture") or {}
-    status = run.get("capture_status") or {}
-    summary = run.get("summary") or {}
+def _rows(run: RunResult) -> list[tuple[str, str]]:
+    alert, capture, status = run.alert, run.capture, run.capture_status
+    summary = run.summary
     rows = [
-        ("VM", run.get("vm_id", "")),
-        ("Outcome", run.get("outcome", "")),
-        ("Reason", run.get("reason") or ""),
-        ("Alert rule", alert.get("alert_rule") or "(manual start)"),
-        ("Alert fired", alert.get("fired_at") or ""),
-        ("Severity", alert.get("severity") or ""),
-        ("Capture", capture.get("name") or ""),
-        ("Capture status", status.get("status") or ""),
-        ("Stop reason", status.get("stop_reason") or ""),
-        ("Stopped by", run.get("stopped_by") or ""),
-        ("Network Watcher errors", ", ".join(status.get("errors") or [])),
-        ("Capture file", summary.get("blob_url") or capture.get("storage_path") or ""),
-        ("VM-local file", capture.get("local_path") or ""),
-        ("Read link", summary.get("link") or ""),
-        ("Link expires", summary.get("link_expires") or ""),
-        ("Started", run.get("started_at", "")),
-        ("Finished", run.get("finished_at", "")),
-        ("Status URL", run.get("status_url") or ""),
-        ("Instance", run.get("instance_id", "")),
+        ("VM", run.vm.id),
+        ("Outcome", run.outcome),
+        ("Reason", run.reason or ""),
+        ("Alert rule", alert.alert_rule or "(manual start)"),
+        ("Alert fired", alert.fired_at or ""),
+        ("Severity", alert.severity or ""),
+        ("Capture", capture.name if capture else ""),
+        ("Capture status", status.status if status else ""),
+        ("Stop reason", (status.stop_reason if status else None) or ""),
+        ("Stopped by", run.stopped_by or ""),
+        ("Network Watcher errors", ", ".join(status.errors) if status else ""),
+        ("Capture file", (summary.blob_url if summary else None)
+         or (capture.storage_path if capture else None) or ""),
+        ("VM-local file", (capture.local_path if capture else None) or ""),
+        ("Read link", (summary.link if summary else None) or ""),
+        ("Link expires", (summary.link_expires if summary else None) or ""),
+        ("Started", run.started_at),
+        ("Finished", run.finished_at),
+        ("Status URL", run.status_url or ""),
+        ("Instance", run.instance_id),
     ]
     return [(k, str(v)) for k, v in rows if v]
 
 
-def render(run: dict[str, Any]) -> Email:
-    vm = _vm_name(str(run.get("vm_id", "")))
-    failed = run.get("outcome") != "captured"
-    stats = ((run.get("summary") or {}).get("summary")) or None
+def render(run: RunResult) -> Email:
+    vm = run.vm.name
+    failed = run.outcome != "captured"
+    stats = (run.summary.summary if run.summary else None) or None
     if failed:
-        subject = f"[alertcap] Capture FAILED on {vm}: {run.get('reason') or 'see details'}"
+        subject = f"[alertcap] Capture FAILED on {vm}: {run.reason or 'see details'}"
     else:
         packets = (stats or {}).get("packets")
         caught = f"{packets:,} packets" if isinstance(packets, int) else "capture"
         subject = f"[alertcap] {caught} captured on {vm}"
-    rule = (run.get("alert") or {}).get("alert_rule")
+    rule = run.alert.alert_rule
     if rule:
         subject += f" (alert: {rule})"
     subject = subject.replace("\r", " ").replace("\n", " ")[:250]
 
     rows = _rows(run)
-    warnings = list(run.get("warnings") or [])
+    warnings = list(run.warnings)
     width = max(len(k) for k, _ in rows)
     text = [subject, ""] + [f"{k.ljust(width)}  {v}" for k, v in rows]
     if warnings:

@@ -19,9 +19,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from alertcap.domain.run import AlertInfo
+from alertcap.domain.vm import VmRef, is_vm_id
 from alertcap.errors import NoVmTarget, UnknownAlertSchema
-from alertcap.model import AlertInfo
-from alertcap.naming import VmRef, is_vm_id
 
 _ACTIVE = {"fired", "activated"}
 _INACTIVE = {"resolved", "deactivated"}

@@ -1,0 +1,181 @@
+"""The run: what an orchestration is asked to do, what it carries between steps, and the
+JSON document it answers with (`alertcap.run/1`, README). Frozen dataclasses only; they
+cross Durable boundaries through `domain.wire` and never change shape in a way that would
+break a run in flight (fields are only added, with defaults).
+
+Activity-specific inputs and outputs live beside their activity (`activities/`); what is
+here is shared by the orchestrator, the activities and the notification renderers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from alertcap.domain.vm import VmRef
+from alertcap.domain.wire import Model, json_key
+
+RUN_SCHEMA = "alertcap.run/1"
+
+# --- the request an orchestration runs on ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class AlertInfo(Model):
+    """What we keep of the alert that started a run (or of the manual request)."""
+
+    schema: str = "manual"
+    alert_id: str | None = None
+    alert_rule: str | None = None
+    severity: str | None = None
+    condition: str = "Fired"
+    fired_at: str | None = None
+    description: str | None = None
+    signal_type: str | None = None
+
+
+@dataclass(frozen=True)
+class CaptureFilter(Model):
+    """One Network Watcher capture filter; values use its syntax ("80", "80-85", "80;443")."""
+
+    protocol: str = "Any"
+    local_ip: str | None = None
+    remote_ip: str | None = None
+    local_port: str | None = None
+    remote_port: str | None = None
+
+
+@dataclass(frozen=True)
+class CaptureOptions(Model):
+    time_limit_seconds: int = 300
+    bytes_per_packet: int = 0
+    total_bytes: int = 1073741824
+    filters: tuple[CaptureFilter, ...] = ()
+    to_storage: bool = True
+    local_file_path: str | None = None
+
+
+@dataclass(frozen=True)
+class RunPolicy(Model):
+    """How a run behaves; decided by the starter from settings, fixed for the run."""
+
+    poll_interval_seconds: int = 15
+    max_poll_interval_seconds: int = 60
+    stop_grace_seconds: int = 120
+    polls_per_generation: int = 40
+    capture_limit: int = 10000
+    install_agent: bool = False
+    capture_prefix: str = "alertcap"
+    storage_account_id: str | None = None
+    retry_first_interval_ms: int = 5000
+    retry_max_attempts: int = 5
+    summary_top: int = 10
+    link_ttl_hours: int = 24
+
+
+@dataclass(frozen=True)
+class CaptureRequest(Model):
+    vm: VmRef = field(metadata=json_key("vm_id"))
+    location: str | None = None
+    alert: AlertInfo = field(default_factory=AlertInfo)
+    options: CaptureOptions = field(default_factory=CaptureOptions)
+    policy: RunPolicy = field(default_factory=RunPolicy)
+    requested_by: str = "alert"
+    status_url: str | None = None
+
+
+# --- what the steps find and make -----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Watcher(Model):
+    id: str
+    name: str
+    resource_group: str
+    subscription_id: str
+    location: str
+
+
+@dataclass(frozen=True)
+class CaptureRef(Model):
+    watcher: Watcher
+    name: str
+    id: str
+    adopted: bool = False  # it already existed: a re-run after a crash, not a new capture
+    storage_path: str | None = None
+    local_path: str | None = None
+
+
+@dataclass(frozen=True)
+class CaptureStatus(Model):
+    status: str  # NotStarted | Running | Stopped | Error | Unknown
+    stop_reason: str | None = None
+    errors: tuple[str, ...] = ()
+    started_at: str | None = None
+    storage_path: str | None = None
+
+
+@dataclass(frozen=True)
+class CaptureSummary(Model):
+    blob_url: str
+    link: str | None = None
+    link_expires: str | None = None
+    size_bytes: int | None = None
+    summary: dict[str, Any] | None = None
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Notification(Model):
+    message_id: str
+    recipients: tuple[str, ...]
+    status: str
+
+
+# --- orchestration state and output ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Monitor(Model):
+    """The monitor loop's state, carried across continue_as_new generations."""
+
+    watcher: Watcher
+    capture: CaptureRef
+    capture_created_at: str
+    deadline: str
+    run_started_at: str
+    generation: int = 0
+    polls: int = 0
+    interval_seconds: float = 15.0
+    last_status: str = "NotStarted"
+
+
+@dataclass(frozen=True)
+class RunInput(Model):
+    request: CaptureRequest
+    monitor: Monitor | None = None
+
+
+@dataclass(frozen=True)
+class RunResult(Model):
+    """The orchestration output: a JSON document scripts can rely on (see README)."""
+
+    instance_id: str
+    vm: VmRef = field(metadata=json_key("vm_id"))
+    outcome: str = "failed"  # "captured" | "failed"
+    requested_by: str = "alert"
+    alert: AlertInfo = field(default_factory=AlertInfo)
+    started_at: str = ""
+    finished_at: str = ""
+    schema: str = RUN_SCHEMA
+    reason: str | None = None
+    error: dict[str, Any] | None = None
+    watcher: Watcher | None = None
+    capture: CaptureRef | None = None
+    capture_status: CaptureStatus | None = None
+    stopped_by: str | None = None  # "network-watcher" | "operator" | "deadline" | "failure"
+    polls: int = 0
+    status_url: str | None = None  # without its key: append code=<system key> to use it
+    summary: CaptureSummary | None = None
+    notification: Notification | None = None
+    warnings: tuple[str, ...] = ()
