@@ -369,8 +369,17 @@ def post_alert(endpoints: dict[str, Any], payload: Any) -> tuple[int, Any]:
     return code, body
 
 
+def with_system_key(status_url: str) -> str:
+    """The webhook answers with keyless status URLs; the operator adds the system key."""
+    if "code=" in status_url:
+        return status_url
+    key = json.loads((STATE / "demo.json").read_text())["system_key"]
+    return f"{status_url}{'&' if '?' in status_url else '?'}code={key}"
+
+
 def follow(status_url: str, timeout: float = 300) -> dict[str, Any]:
     """Poll a statusQueryGetUri, printing one progress line, until the run ends."""
+    status_url = with_system_key(status_url)
     deadline = time.monotonic() + timeout
     last = ""
     body: Any = {}
@@ -492,7 +501,7 @@ def _print_result(final: dict[str, Any], output: dict[str, Any], info: dict[str,
     if blob_url:
         local = STATE / "demo" / "capture.cap"
         local.parent.mkdir(parents=True, exist_ok=True)
-        from alertcap.clients import Clients
+        from alertcap.sdk.clients import Clients
         from alertcap.settings import Settings
 
         blob = Clients(Settings(blob_connection_string=endpoints["blob_connection_string"]))

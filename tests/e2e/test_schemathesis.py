@@ -41,7 +41,7 @@ def assert_refusal(status: int, headers: Any, text: str, path: str) -> None:
     content_type = {k.lower(): v for k, v in dict(headers).items()}.get("content-type", "")
     if isinstance(content_type, list):  # schemathesis keeps every value of a header
         content_type = content_type[0]
-    assert content_type.startswith("application/json"), headers
+    assert content_type.startswith("application/json"), (path, status, text[:100])
     body = json.loads(text)
     assert set(body["error"]) >= {"code", "message"}, body
 
