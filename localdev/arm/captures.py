@@ -18,6 +18,8 @@ import datetime as dt
 import logging
 import shutil
 import signal
+import struct
+import threading
 import uuid
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
@@ -97,6 +99,7 @@ class Capture:
         blob: str | None,
         local_file: Path | None,
         fault: dict | None,
+        continuous: dict | None = None,
     ) -> None:
         self.id, self.name, self.subscription, self.vm = resource_id, name, subscription, vm
         self.properties = properties
@@ -104,6 +107,15 @@ class Capture:
         self.work_file = work_dir / f"{uuid.uuid4().hex}.cap"
         self.connection_string, self.blob, self.local_file = connection_string, blob, local_file
         self.fault = fault
+        # Continuous capture: {"fileCount", "fileSizeInBytes", "sessionTimeLimitInSeconds"};
+        # tcpdump rotates (-C), each closed file goes to its own blob, the oldest blobs
+        # are deleted past fileCount (Microsoft's packet capture overview).
+        self.continuous = continuous
+        self.blob_prefix = vm.id if continuous else None
+        self.shipped: list[str] = []
+        self._splitter: asyncio.Task | None = None
+        # The monitor loop and stop() both ship ring files, from worker threads.
+        self._ship_lock = threading.Lock()
         self.provisioning_state = "Updating"
         self.status = "NotStarted"
         self.stop_reason = ""
@@ -133,6 +145,10 @@ class Capture:
             "-s",
             str(snap),
         ]
+        if self.continuous:
+            # tcpdump's own -C rotates in whole megabytes (4.99.3 refuses "20k"): it
+            # writes the stream to stdout and _split cuts files at fileSizeInBytes.
+            cmd[cmd.index("-w") + 1] = "-"
         if self.bpf:
             cmd.append(self.bpf)
         if self.vm.netns:
@@ -145,7 +161,8 @@ class Capture:
             self._proc = await asyncio.create_subprocess_exec(
                 *self.argv(),
                 stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE if self.continuous
+                else asyncio.subprocess.DEVNULL,
                 stderr=asyncio.subprocess.PIPE,
                 preexec_fn=_die_with_parent,
             )
@@ -154,6 +171,41 @@ class Capture:
             self._error("CaptureFailed")
             return
         self._task = asyncio.get_running_loop().create_task(self._run())
+        if self.continuous:
+            self._splitter = asyncio.get_running_loop().create_task(self._split())
+
+    async def _split(self) -> None:
+        """Cut tcpdump's libpcap stream into ring files of at most fileSizeInBytes (a file
+        always holds at least one packet), named x.cap1, x.cap2, ...: the newest is open."""
+        assert self._proc is not None and self._proc.stdout is not None
+        out = self._proc.stdout
+        limit = max(1, int(self.continuous["fileSizeInBytes"])) if self.continuous else 0
+        try:
+            header = await out.readexactly(24)
+        except asyncio.IncompleteReadError:
+            return
+        order = "<" if header[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
+        index, f, size = 0, None, 0
+        try:
+            while True:
+                try:
+                    rec = await out.readexactly(16)
+                    data = await out.readexactly(struct.unpack(order + "I", rec[8:12])[0])
+                except asyncio.IncompleteReadError:
+                    return
+                if f is None or (size > 24 and size + 16 + len(data) > limit):
+                    if f is not None:
+                        f.close()
+                    index += 1
+                    f = open(f"{self.work_file}{index}", "wb")  # noqa: SIM115 - rotated below
+                    f.write(header)
+                    size = 24
+                f.write(rec + data)
+                f.flush()
+                size += 16 + len(data)
+        finally:
+            if f is not None:
+                f.close()
 
     async def _wait_listening(self) -> bool:
         assert self._proc is not None and self._proc.stderr is not None
@@ -189,6 +241,9 @@ class Capture:
         began = loop.time()
         limit = int(self.properties.get("timeLimitInSeconds") or 18000)
         total = int(self.properties.get("totalBytesPerSession") or 0)
+        next_ship = began
+        if self.continuous:
+            limit, total = int(self.continuous["sessionTimeLimitInSeconds"]), 0
         fault_at = began + float(self.fault.get("afterSeconds", 0.2)) if self.fault else None
         try:
             while not self._stopping:
@@ -207,6 +262,16 @@ class Capture:
                 if loop.time() - began >= limit:
                     await self.stop(STOP_TIME)
                     return
+                if self.continuous and loop.time() >= next_ship:
+                    next_ship = loop.time() + 0.5
+                    try:
+                        await asyncio.to_thread(self._ship_closed, False)
+                    except Exception as exc:  # storage trouble is a capture error
+                        log.warning("capture %s: upload failed: %s", self.name,
+                                    type(exc).__name__)
+                        await self._kill()
+                        self._error("StorageFailed")
+                        return
                 if total and self.work_file.exists() and self.work_file.stat().st_size >= total:
                     await self.stop(STOP_SESSION_BYTES)
                     return
@@ -239,6 +304,9 @@ class Capture:
                     await asyncio.wait_for(self._proc.wait(), 5)
                 except TimeoutError:
                     await self._kill()
+            if self._splitter is not None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._splitter, 5)
             self.started.set()
             try:
                 await asyncio.to_thread(self._deliver)
@@ -250,7 +318,50 @@ class Capture:
             self.provisioning_state = "Succeeded"
             self.finished.set()
 
+    def _ring_files(self) -> list[Path]:
+        """tcpdump's rotated files, oldest first: x.cap, x.cap1, x.cap2, ..."""
+        stem = self.work_file.name
+        files = [f for f in self.work_file.parent.glob(stem + "*")
+                 if f.name[len(stem):].isdigit()]
+        return sorted(files, key=lambda f: int(f.name[len(stem):]))
+
+    def _ship_closed(self, final: bool) -> None:
+        """Upload every closed ring file (all of them when FINAL) to its own blob, named
+        by when it closed, and delete the oldest blobs past fileCount."""
+        assert self.continuous is not None and self.blob_prefix and self.connection_string
+        with self._ship_lock:
+            self._ship_locked(final)
+
+    def _ship_locked(self, final: bool) -> None:
+        assert self.continuous is not None and self.blob_prefix and self.connection_string
+        files = self._ring_files()
+        closed = files if final else files[:-1]
+        if not closed:
+            return
+        service = BlobServiceClient.from_connection_string(self.connection_string)
+        container = service.get_container_client(CONTAINER)
+        with contextlib.suppress(ResourceExistsError):
+            container.create_container()
+        for f in closed:
+            at = dt.datetime.fromtimestamp(f.stat().st_mtime, dt.UTC)
+            name = blob_name(self.blob_prefix, at)
+            if name in self.shipped:  # two files closed in the same millisecond
+                name = name[: -len(".cap")] + f"_{len(self.shipped)}.cap"
+            with f.open("rb") as data:
+                container.upload_blob(name, data, overwrite=True)
+            f.unlink()
+            self.shipped.append(name)
+        keep = int(self.continuous["fileCount"])
+        while keep and len(self.shipped) > keep:
+            container.delete_blob(self.shipped.pop(0))
+
     def _deliver(self) -> None:
+        if self.continuous:
+            if not self._ring_files() and not self.shipped:
+                Path(f"{self.work_file}1").write_bytes(_empty_pcap(
+                    int(self.properties.get("bytesToCapturePerPacket") or 0)))
+            self._ship_closed(final=True)
+            return
         if not self.work_file.exists():
             # Stopped before tcpdump wrote its header: deliver an empty libpcap file.
             self.work_file.write_bytes(
@@ -283,13 +394,13 @@ class Capture:
             "stopReason": self.stop_reason,
             "packetCaptureError": list(self.errors),
         }
+
         if self.start_time is not None:
             body["captureStartTime"] = iso(self.start_time)
         return body
 
 
 def _empty_pcap(snaplen: int) -> bytes:
-    import struct
 
     return struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, snaplen or 262144, 1)
 

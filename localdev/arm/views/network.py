@@ -27,6 +27,13 @@ MAX_UINT32 = 4294967295
 # decide from the VM's extensions instead (views.compute serves them as Compute does).
 AGENT_MISSING_CODE = "AzureNetworkWatcherExtensionNotInstalled"
 NETWORK = "Microsoft.Network"
+# continuousCapture / captureSettings first appear in the 2024-05-01 REST spec.
+CONTINUOUS_API = "2024-05-01"
+CAPTURE_SETTINGS = {  # field: (default, maximum), NETWORK-WATCHER.md
+    "fileCount": (10, 10000),
+    "fileSizeInBytes": (104857600, MAX_UINT32),
+    "sessionTimeLimitInSeconds": (86400, 604800),
+}
 
 
 # ---- network watchers ----------------------------------------------------------------
@@ -146,6 +153,34 @@ def _int_prop(props: dict, key: str, default: int, maximum: int) -> int:
     return value
 
 
+def _continuous(request: web.Request, props: dict) -> dict | None:
+    """The validated captureSettings of a continuous capture, or None."""
+    fields = [f for f in ("continuousCapture", "captureSettings") if props.get(f) is not None]
+    if fields and request.query.get("api-version", "") < CONTINUOUS_API:
+        raise bad_request(
+            "InvalidRequestFormat",
+            f"Property '{fields[0]}' is not supported in api-version "
+            f"'{request.query.get('api-version')}' (first in {CONTINUOUS_API}).")
+    flag = props.get("continuousCapture")
+    if flag is not None and not isinstance(flag, bool):
+        raise bad_request("InvalidRequestFormat", "continuousCapture must be a boolean.")
+    if not flag:
+        return None
+    raw = props.get("captureSettings") or {}
+    if not isinstance(raw, dict):
+        raise bad_request("InvalidRequestFormat", "captureSettings must be an object.")
+    settings = {k: _int_prop(raw, k, default, maximum)
+                for k, (default, maximum) in CAPTURE_SETTINGS.items()}
+    storage = props.get("storageLocation") or {}
+    if isinstance(storage, dict) and storage.get("filePath"):
+        raise bad_request("InvalidRequestFormat",
+                          "storageLocation.filePath is invalid if continuous capture is provided.")
+    if not (isinstance(storage, dict) and storage.get("storageId")):
+        raise bad_request("InvalidRequestFormat",
+                          "A continuous capture needs storageLocation.storageId locally.")
+    return settings
+
+
 def _agent_ok(machine: Vm, label: str) -> None:
     if not machine.agent_installed:
         raise bad_request(
@@ -227,6 +262,7 @@ async def create_capture(srv: ArmServer, request: web.Request, p: dict[str, str]
         raise ArmError(409, "PacketCaptureAlreadyExists",
                        f"Packet capture '{name}' already exists on '{w.name}'; delete it first.")
     target, target_type, machines, scope = _targets(srv, props, w)
+    continuous = _continuous(request, props)
     time_limit = _int_prop(props, "timeLimitInSeconds", MAX_TIME_LIMIT, MAX_TIME_LIMIT)
     per_packet = _int_prop(props, "bytesToCapturePerPacket", 0, MAX_UINT32)
     total = _int_prop(props, "totalBytesPerSession", DEFAULT_TOTAL_BYTES, MAX_UINT32)
@@ -255,8 +291,9 @@ async def create_capture(srv: ArmServer, request: web.Request, p: dict[str, str]
             fault = {"error": "StorageFailed", "afterSeconds": 0.5}
         storage_out["storageId"] = storage["storageId"]
         # A VM: the blob's URL. A scale set: the folder its instances' blobs go under.
+        # One file: its blob's URL. Several (scale set, ring of files): their folder.
         storage_out["storagePath"] = (blob_url(conn, blob_name(target, now))
-                                      if target_type == "AzureVM"
+                                      if target_type == "AzureVM" and continuous is None
                                       else blob_url(conn, target.strip("/").lower()))
     fp = storage.get("filePath")
     if fp:
@@ -274,6 +311,9 @@ async def create_capture(srv: ArmServer, request: web.Request, p: dict[str, str]
     }
     if scope is not None:
         properties["scope"] = scope
+    if continuous is not None:
+        properties["continuousCapture"] = True
+        properties["captureSettings"] = continuous
     resource_id = f"{w.id}/packetCaptures/{name}"
     sessions = []
     for machine in machines:
@@ -288,7 +328,7 @@ async def create_capture(srv: ArmServer, request: web.Request, p: dict[str, str]
             vm=machine, properties=properties, bpf=bpf.expression(filters),
             work_dir=srv.state_dir / "captures", connection_string=conn,
             blob=blob_name(machine.id, now) if conn else None, local_file=local_file,
-            fault=fault))
+            fault=fault, continuous=continuous))
     cap: Session = sessions[0] if target_type == "AzureVM" else ScaleSetCapture(
         resource_id=resource_id, name=name, properties=properties, sessions=sessions)
     srv.captures[key] = cap
