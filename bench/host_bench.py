@@ -16,9 +16,7 @@ import asyncio
 import json
 import os
 import platform
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,30 +26,28 @@ from typing import Any
 import aiohttp
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from localdev.supervise import Supervisor, wait_file  # noqa: E402
+
 SAMPLE_APP = REPO / "tests" / "host" / "sample_app"
 RESULTS = REPO / "bench" / "results" / "host.json"
 
 
 class Host:
+    """The host alone on the sample app, spawned and stopped by localdev.supervise."""
+
     def __init__(self, workdir: Path):
         self.workdir = workdir
         self.state = workdir / "state"
         settings = workdir / "settings.json"
         settings.write_text(json.dumps({"Values": {"SAMPLE_STATE_DIR": str(workdir / "s")}}))
-        self.log = open(workdir / "host.log", "wb")  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "localdev.host", "--app-dir", str(SAMPLE_APP),
-             "--port", "0", "--rpc-port", "0", "--state-dir", str(self.state),
-             "--settings", str(settings)],
-            cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT,
-        )
-        runtime = self.state / "host-runtime.json"
-        deadline = time.monotonic() + 30
-        while not runtime.exists():
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                raise RuntimeError("host did not start")
-            time.sleep(0.05)
-        info = json.loads(runtime.read_text())
+        self.supervisor = Supervisor(workdir)
+        proc, log = self.supervisor.spawn("host", [
+            sys.executable, "-m", "localdev.host", "--app-dir", str(SAMPLE_APP),
+            "--port", "0", "--rpc-port", "0", "--state-dir", str(self.state),
+            "--settings", str(settings)])
+        info = wait_file(self.state / "host-runtime.json", proc, "host", log, timeout=30)
         keys = json.loads((self.state / "host-keys.json").read_text())
         self.base = info["baseUrl"]
         self.webhook = info["webhookBaseUrl"]
@@ -59,9 +55,7 @@ class Host:
         self.function = keys["functionKeys"]["default"]
 
     def stop(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        self.proc.wait(15)
-        self.log.close()
+        self.supervisor.stop("host", timeout=15)
 
 
 async def start(s: aiohttp.ClientSession, host: Host, name: str, iid: str, body: Any) -> None:

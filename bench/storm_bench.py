@@ -27,8 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from localdev.client import StackClient  # noqa: E402
 from tests.e2e.reliability import SHAPES, payload_for  # noqa: E402
-from tests.e2e.stack import Stack  # noqa: E402
 
 
 def main() -> int:
@@ -45,7 +45,7 @@ def main() -> int:
     subprocess.run([sys.executable, "-m", "localdev", "up", "--port", "0"], cwd=ROOT, env=env,
                    check=True)
     try:
-        stack = Stack.load(state, "alertcap-storm")
+        stack = StackClient.load(state)
         vms = [stack.vm(f"storm{i:03d}") for i in range(args.vms)]
         posts = [(vm, SHAPES[(i + j) % len(SHAPES)]) for j in range(args.per_vm)
                  for i, vm in enumerate(vms)]

@@ -2,8 +2,11 @@
 mapped, by table (as azure-core's own `map_error` does), so the rule for each answer can
 be read at a glance.
 
-Order of decision: the exception's kind (no answer at all is transient), then the ARM
-error code when Azure names one we act on, then the HTTP status.
+Order of decision: the exception's kind (no answer at all is transient), then the HTTP
+status. Never the wording of a message: whether the Network Watcher agent is missing is
+decided from the VM's extension list (`activities/network.ensure_agent`), as Compute
+reports it, not from what an error says (Network Watcher's error code for a capture on a
+VM without the agent is not published, and a stand-in's wording is no evidence).
 """
 
 from __future__ import annotations
@@ -12,20 +15,11 @@ from typing import Any
 
 from alertcap.errors import (
     AccessDenied,
-    AgentMissing,
     AzureBadRequest,
     AzureError,
     ResourceNotFound,
     TransientAzureError,
 )
-
-# ARM error codes that mean something more specific than their HTTP status.
-# Network Watcher answers a capture on a VM without its agent with this code
-# (NetworkWatcher's packet capture operation; see localdev/arm for the answer we mirror).
-BY_CODE: dict[str, type[AzureError]] = {
-    "AzureNetworkWatcherExtensionNotInstalled": AgentMissing,
-    "NetworkWatcherExtensionNotInstalled": AgentMissing,
-}
 
 # HTTP status -> error. Throttling, server faults and gateway timeouts are transient; 409
 # is permanent here: Network Watcher answers 409 for conflicts a retry will not fix.
@@ -73,7 +67,7 @@ def from_azure(exc: BaseException, what: str) -> AzureError:
     if isinstance(exc, HttpResponseError):
         status = exc.status_code or 0
         code, message = _code_and_message(exc)
-        cls = BY_CODE.get(code) or BY_STATUS.get(status) or (
+        cls = BY_STATUS.get(status) or (
             TransientAzureError if status >= 500 else AzureBadRequest)
         return cls(f"{what}: {status} {code}: {message}".strip() + _HINTS.get(cls, ""))
     return TransientAzureError(f"{what}: {type(exc).__name__}: {exc}")

@@ -25,8 +25,10 @@ from .server import ArmServer
 
 def _bound_port(site: web.TCPSite) -> int:
     server = site._server  # aiohttp keeps the asyncio server here
-    assert server is not None
-    return server.sockets[0].getsockname()[1]
+    if not isinstance(server, asyncio.Server):
+        raise RuntimeError("the ARM site is not listening")
+    port: int = server.sockets[0].getsockname()[1]
+    return port
 
 
 async def serve(args: argparse.Namespace) -> None:

@@ -2,26 +2,22 @@
 
 from __future__ import annotations
 
-from aiohttp import web
+from ..middleware import ServiceError, error_response
 
+ArmError = ServiceError
 
-class ArmError(Exception):
-    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None):
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
-        self.headers = headers or {}
-
-    def response(self) -> web.Response:
-        return error_response(self.status, self.code, self.message, self.headers)
-
-
-def error_response(
-    status: int, code: str, message: str, headers: dict[str, str] | None = None
-) -> web.Response:
-    return web.json_response(
-        {"error": {"code": code, "message": message}}, status=status, headers=headers
-    )
+__all__ = ["ArmError", "bad_request", "error_response", "not_found"]
 
 
 def bad_request(code: str, message: str) -> ArmError:
     return ArmError(400, code, message)
+
+
+def not_found(kind: str, name: str, rg: str) -> ArmError:
+    """What ARM answers for a resource that is not there (ResourceNotFound, 404)."""
+    return ArmError(
+        404,
+        "ResourceNotFound",
+        f"The Resource '{kind}/{name}' under resource group '{rg}' was not found. "
+        "For more details please go to https://aka.ms/ARMResourceNotFoundFix",
+    )

@@ -12,6 +12,11 @@ Rules (POST /_localdev/faults, one JSON object each; DELETE clears them all):
   status ``Error`` with that packetCaptureError.
 * ``{"kind": "agentMissing", "vm": "<vm name or id>"}`` -- the VM loses its
   AzureNetworkWatcherExtension (clearing the faults gives it back).
+* ``{"kind": "agentState", "vm": "<vm or scale set name or id>", "provisioningState":
+  "Failed", "typeHandlerVersion": "1.3"}`` -- the agent extension is there but failed
+  and/or old (either field may be left out).
+* ``{"kind": "watcherAbsent", "location": "eastus"}`` -- the region has no Network
+  Watcher (every watcher there disappears until the faults are cleared).
 """
 
 from __future__ import annotations
@@ -21,14 +26,11 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-DEFAULT_CODES = {
-    429: "TooManyRequests",
-    500: "InternalServerError",
-    502: "BadGateway",
-    503: "ServiceUnavailable",
-    504: "GatewayTimeout",
-}
-KINDS = frozenset({"http", "captureError", "agentMissing"})
+from ..middleware import DEFAULT_CODES
+
+__all__ = ["DEFAULT_CODES", "KINDS", "Faults", "Rule", "validate"]
+
+KINDS = frozenset({"http", "captureError", "agentMissing", "agentState", "watcherAbsent"})
 
 
 @dataclass
@@ -57,8 +59,13 @@ def validate(spec: object, kinds: frozenset[str] = KINDS) -> dict:
         status = spec.get("status")
         if not isinstance(status, int) or not 400 <= status <= 599:
             raise ValueError("http rules need an integer status 400-599")
-    if spec["kind"] == "agentMissing" and not spec.get("vm"):
-        raise ValueError("agentMissing rules need vm")
+    if spec["kind"] in ("agentMissing", "agentState") and not spec.get("vm"):
+        raise ValueError(f"{spec['kind']} rules need vm")
+    if spec["kind"] == "agentState" and not (
+            spec.get("provisioningState") or spec.get("typeHandlerVersion")):
+        raise ValueError("agentState rules need provisioningState and/or typeHandlerVersion")
+    if spec["kind"] == "watcherAbsent" and not spec.get("location"):
+        raise ValueError("watcherAbsent rules need location")
     if "probability" in spec and not 0 <= float(spec["probability"]) <= 1:
         raise ValueError("probability must be within [0, 1]")
     return spec

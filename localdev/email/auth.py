@@ -13,6 +13,7 @@ import datetime as dt
 import email.utils
 import hashlib
 import hmac
+from collections.abc import Mapping
 
 MAX_SKEW = dt.timedelta(minutes=15)
 SIGNED_HEADERS = "x-ms-date;host;x-ms-content-sha256"
@@ -37,12 +38,12 @@ def verify(
     method: str,
     path_and_query: str,
     host: str,
-    headers: dict[str, str] | object,
+    headers: Mapping[str, str],
     body: bytes,
     now: dt.datetime | None = None,
 ) -> None:
     """Raise AuthError unless the request carries a valid, fresh signature."""
-    get = headers.get  # type: ignore[attr-defined]
+    get = headers.get
     auth = get("Authorization") or ""
     date = get("x-ms-date") or ""
     claimed_hash = get("x-ms-content-sha256") or ""

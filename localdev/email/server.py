@@ -21,7 +21,8 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from ..arm.faults import DEFAULT_CODES, Faults
+from ..arm.faults import Faults
+from ..middleware import ServiceError, authenticate, error_response, inject_faults, request_log
 from .auth import AuthError, verify
 from .store import Inbox
 
@@ -34,9 +35,7 @@ DELIVERY_DELAY = 0.2  # seconds a message stays Running, so pollers really poll
 
 
 def _error(status: int, code: str, message: str, headers: dict | None = None) -> web.Response:
-    return web.json_response(
-        {"error": {"code": code, "message": message}}, status=status, headers=headers
-    )
+    return error_response(status, code, message, headers)
 
 
 class BadMessage(ValueError):
@@ -100,7 +99,11 @@ class EmailServer:
         self._tasks: set[asyncio.Task] = set()
 
     def app(self) -> web.Application:
-        app = web.Application(middlewares=[self._log_mw, self._auth_mw, self._fault_mw])
+        app = web.Application(middlewares=[
+            request_log(self.faults, log),
+            authenticate(self._check_signature, open_paths=("/inbox",)),
+            inject_faults(self.faults, exempt=("/_localdev/", "/inbox")),
+        ])
         app.router.add_post("/emails:send", self.send)
         app.router.add_get("/emails/operations/{op_id}", self.operation)
         app.router.add_get("/inbox", self.inbox_page)
@@ -109,22 +112,8 @@ class EmailServer:
         app.router.add_get("/_localdev/requests", self.requests_route)
         return app
 
-    # ---- middleware ------------------------------------------------------------------
-    @web.middleware
-    async def _log_mw(self, request: web.Request, handler):
-        try:
-            response = await handler(request)
-        except web.HTTPException as exc:
-            response = _error(exc.status, exc.reason.replace(" ", ""), exc.reason)
-        if not request.path.startswith("/_localdev/"):
-            self.faults.record(request.method, request.path, response.status)
-        log.info("%s %s -> %s", request.method, request.path, response.status)
-        return response
-
-    @web.middleware
-    async def _auth_mw(self, request: web.Request, handler):
-        if request.path.startswith("/inbox"):
-            return await handler(request)
+    # ---- authentication (the shared middleware calls it) --------------------------------
+    async def _check_signature(self, request: web.Request) -> ServiceError | None:
         body = await request.read()
         try:
             verify(
@@ -137,19 +126,8 @@ class EmailServer:
             )
         except AuthError as exc:
             log.info("auth refused: %s", exc)
-            return _error(401, "Denied", "Denied by the resource provider.")
-        return await handler(request)
-
-    @web.middleware
-    async def _fault_mw(self, request: web.Request, handler):
-        if not request.path.startswith(("/_localdev/", "/inbox")):
-            rule = self.faults.match_http(request.method, request.path)
-            if rule is not None:
-                status = int(rule["status"])
-                headers = {"Retry-After": str(rule["retryAfter"])} if "retryAfter" in rule else {}
-                code = rule.get("code") or DEFAULT_CODES.get(status, "InjectedFault")
-                return _error(status, code, f"Injected fault ({status}).", headers)
-        return await handler(request)
+            return ServiceError(401, "Denied", "Denied by the resource provider.")
+        return None
 
     # ---- ACS Email API -------------------------------------------------------------------
     def _operation_location(self, request: web.Request, op_id: str) -> str:

@@ -25,7 +25,18 @@ VM3 = f"/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.Compute/vir
 STORAGE = (
     f"/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.Storage/storageAccounts/capstore"
 )
+VMSS = (
+    f"/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.Compute/"
+    "virtualMachineScaleSets/ss1"
+)
 WATCHER_RG, WATCHER = "NetworkWatcherRG", "NetworkWatcher_eastus"
+SEEDED_ACTIONS = [
+    "Microsoft.Network/networkWatchers/read",
+    "Microsoft.Network/networkWatchers/packetCaptures/write",
+    "Microsoft.Compute/virtualMachines/read",
+    "Microsoft.Storage/storageAccounts/listKeys/action",
+]
+SEEDED_DATA_ACTIONS = ["Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read"]
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -78,7 +89,32 @@ def arm(state_root: Path, blob_store, netns_vm):
     config = {
         "subscriptionId": SUB,
         "lroRetryAfterSeconds": 0,
-        "storageAccounts": {STORAGE: {"connectionString": blob_store.connection_string}},
+        "storageAccounts": {
+            STORAGE: {"connectionString": blob_store.connection_string, "location": "eastus"}
+        },
+        "permissions": {
+            f"/subscriptions/{SUB}": {
+                "actions": SEEDED_ACTIONS,
+                "notActions": [],
+                "dataActions": SEEDED_DATA_ACTIONS,
+            }
+        },
+        "scaleSets": [
+            {
+                "id": VMSS,
+                "location": "eastus",
+                "osType": "Linux",
+                "instances": [
+                    {"instanceId": "0", "interface": "lo"},
+                    {
+                        "instanceId": "1",
+                        "netns": netns_vm.netns,
+                        "interface": netns_vm.vm_if,
+                        "ipAddress": netns_vm.vm_ip,
+                    },
+                ],
+            }
+        ],
         "watchers": [
             {"resourceGroup": WATCHER_RG, "name": WATCHER, "location": "eastus"},
             {"resourceGroup": "other-rg", "name": "nw-west", "location": "westus"},
@@ -187,6 +223,9 @@ class Local:
     def clear(self) -> None:
         self.s.delete(f"{self.base}/_localdev/faults", **self.kw).raise_for_status()
 
+    def call(self, method: str, route: str, body: dict | None = None) -> requests.Response:
+        return self.s.request(method, f"{self.base}/_localdev/{route}", json=body, **self.kw)
+
     def requests_log(self) -> list[dict]:
         r = self.s.get(f"{self.base}/_localdev/requests", **self.kw)
         r.raise_for_status()
@@ -198,6 +237,10 @@ def local(arm, token):
     loc = Local(arm, token)
     yield loc
     loc.clear()
+    # Every door's change is undone, whatever the test did.
+    loc.call("PUT", "latency", {"milliseconds": 0}).raise_for_status()
+    loc.call("DELETE", "permissions").raise_for_status()
+    loc.call("DELETE", "storageAccounts").raise_for_status()
 
 
 @pytest.fixture
