@@ -1,14 +1,22 @@
 // alertcap in Azure: Function App (Flex Consumption, Python 3.11) with a user-assigned
-// managed identity, its storage, monitoring, a least-privilege custom role, ACS email, and
-// the action group + metric alert that call POST /api/alerts.
+// managed identity, its storage, monitoring, least-privilege custom roles split by scope,
+// ACS email, optionally the Durable Task Scheduler, and the action group + metric alert that
+// call POST /api/alerts.
 //
-// Deploy to a resource group:
-//   az deployment group create -g <rg> -f infra/main.bicep -p emailRecipients=oncall@example.com
+// Deploy in this order (infra/README-deploy.md has the commands):
+//   1. infrastructure:  az deployment group create -g <rg> -f infra/main.bicep -p ...  (deployAlerting=false, the default)
+//   2. code:            make package && az functionapp deployment source config-zip ... --src dist/alertcap.zip
+//   3. alerting:        the same deployment again with deployAlerting=true
+// Alerting comes last because the webhook must find the published /api/alerts (and, with
+// webhookAuth=functionKey, listKeys of the host only answers once code and storage roles exist).
+//
 // infra/azuredeploy.json is the same template in ARM JSON, written by hand (no Bicep compiler
-// here); tests/infra checks the two stay equivalent.
+// here); tests/infra checks the two stay equivalent and evaluates the JSON for many
+// parameter combinations (no duplicate role assignment, none at subscription scope).
 //
-// No parameter default and no output holds a secret: the only key the template touches is
-// the function key in the action group's webhook URL, read with listKeys at deploy time.
+// No parameter default and no output holds a secret. With webhookAuth=entra (the default) the
+// template reads no key at all; with functionKey it reads the host's default key into the
+// action group's webhook URL at deploy time (never an output).
 
 targetScope = 'resourceGroup'
 
@@ -16,22 +24,27 @@ targetScope = 'resourceGroup'
 // Parameters
 // ---------------------------------------------------------------------------------------
 
-@description('Region for every regional resource. The capture storage account must be in the VMs\' region (Network Watcher writes there), so deploy to that region.')
+@description('Region of the function app, its plan, storage for the host, monitoring and the Durable Task Scheduler. Must offer Flex Consumption (az functionapp list-flexconsumption-locations).')
 param location string = resourceGroup().location
 
-@description('Short lowercase prefix (letters and digits) for resource names.')
+@description('Region of the VMs: the capture storage account goes there (Network Watcher writes captures to an account in the VM\'s region) and the metric alert targets it.')
+param vmLocation string
+
+@description('Short prefix for resource names: 3-11 lowercase letters and digits, starting with a letter (storage account naming). Anything else fails the deployment with a name that says so.')
 @minLength(3)
 @maxLength(11)
 param namePrefix string = 'alertcap'
 
-@description('Resource ids of the resource groups the app works in: those of the VMs, and the one holding the Network Watchers (usually NetworkWatcherRG). The custom role is assigned on each. Empty: the role is assigned on the whole subscription.')
-param captureResourceGroupIds array = []
+@description('Resource ids of the resource groups holding the Network Watchers of the VMs\' regions (usually /subscriptions/<sub>/resourceGroups/NetworkWatcherRG). The Network Watcher role is assigned on each, never on the subscription.')
+@minLength(1)
+param watcherResourceGroupIds array
 
-@description('Resource ids of the VMs the metric alert watches. One rule covers them all, so they must share one subscription and one region (vmRegion). Empty: no alert rule.')
+@description('Resource ids of the resource groups holding the VMs alertcap may capture on. The VM role (read; extension write only with installAgent) is assigned on each, never on the subscription.')
+@minLength(1)
+param vmResourceGroupIds array
+
+@description('Resource ids of the VMs the metric alert watches. One rule covers them all, so they must share one subscription and vmLocation. Empty: no alert rule.')
 param vmResourceIds array = []
-
-@description('Region of the VMs in vmResourceIds (a multi-resource metric alert needs it).')
-param vmRegion string = location
 
 @description('Platform metric that signals unusual traffic.')
 @allowed([
@@ -48,8 +61,24 @@ param alertMetric string = 'Network Out Total'
 ])
 param alertSensitivity string = 'Medium'
 
-@description('Create the action group and the alert rule. Set false for a first pass if listing the function key fails before the app has started once, then deploy again with true.')
-param deployAlerting bool = true
+@description('Step 3 of 3: create the action group and the alert rule. Leave false for the first deployment (step 1), publish the code (step 2), then deploy again with true.')
+param deployAlerting bool = false
+
+@description('How the action group authenticates to /api/alerts. entra: Azure Monitor\'s secure webhook (an Entra token for the app registration in webhookAppClientId, validated by App Service Authentication); functionKey: the host key in the URL (readable by anyone with Reader on the action group; fallback only).')
+@allowed([
+  'entra'
+  'functionKey'
+])
+param webhookAuth string = 'entra'
+
+@description('webhookAuth=entra: application (client) id of the app registration the action group gets tokens for (it has the ActionGroupsSecureWebhook app role assigned to the AzNS AAD Webhook service principal).')
+param webhookAppClientId string = ''
+
+@description('webhookAuth=entra: object id of that app registration (the action group\'s secure webhook asks for it).')
+param webhookAppObjectId string = ''
+
+@description('webhookAuth=entra: Application ID URI of that app registration, e.g. api://<client id>; the token audience.')
+param webhookAppIdUri string = ''
 
 @description('Who gets the capture email: addresses separated by commas (ALERTCAP_EMAIL_RECIPIENTS).')
 param emailRecipients string
@@ -57,7 +86,7 @@ param emailRecipients string
 @description('Data location of the Communication Services resources (e.g. United States, Europe).')
 param emailDataLocation string = 'United States'
 
-@description('Install the Network Watcher agent extension on a VM that lacks it (ALERTCAP_INSTALL_AGENT).')
+@description('Install the Network Watcher agent extension on a VM that lacks it (ALERTCAP_INSTALL_AGENT). Only then does the VM role carry virtualMachines/extensions/write.')
 param installAgent bool = false
 
 @description('Capture time limit in seconds, 1-18000 (ALERTCAP_CAPTURE_TIME_LIMIT_SECONDS).')
@@ -91,6 +120,11 @@ param captureLimit int = 10000
 @maxValue(168)
 param linkTtlHours int = 24
 
+@description('Days a capture blob is kept in the capture account before the lifecycle rule deletes it.')
+@minValue(1)
+@maxValue(3650)
+param captureRetentionDays int = 30
+
 @description('Flex Consumption: most instances the app scales out to.')
 @minValue(40)
 @maxValue(1000)
@@ -98,10 +132,21 @@ param maximumInstanceCount int = 100
 
 @description('Flex Consumption: memory of each instance.')
 @allowed([
+  512
   2048
   4096
 ])
 param instanceMemoryMB int = 2048
+
+@description('Durable Functions backend: azureStorage (the host\'s storage account; the default) or durableTaskScheduler (a managed scheduler with its own dashboard).')
+@allowed([
+  'azureStorage'
+  'durableTaskScheduler'
+])
+param durableBackend string = 'azureStorage'
+
+@description('durableTaskScheduler: object ids of the operators (users or groups) who may read the task hub in the scheduler\'s dashboard (Durable Task Data Reader).')
+param operatorPrincipalIds array = []
 
 // ---------------------------------------------------------------------------------------
 // Names and constants
@@ -109,43 +154,74 @@ param instanceMemoryMB int = 2048
 
 var token = uniqueString(resourceGroup().id, namePrefix)
 var prefix = toLower(namePrefix)
+// Storage account naming: lowercase letters and digits only. A prefix that breaks it turns
+// the storage names into this sentence, so the deployment fails saying why (ARM has no
+// assert; the storage provider rejects the name and quotes it).
+var alphabet = 'abcdefghijklmnopqrstuvwxyz'
+var alphanumerics = '${alphabet}0123456789'
+var badPrefixCharacters = filter(range(0, length(prefix)), i => !contains(alphanumerics, substring(prefix, i, 1)))
+var prefixIsValid = empty(badPrefixCharacters) && contains(alphabet, substring(prefix, 0, 1))
+var invalidPrefix = 'namePrefix-must-be-lowercase-letters-and-digits'
 var appName = '${prefix}-${token}'
 // Two storage accounts on purpose: the host's can refuse shared keys (identity only) and
 // gives the identity full data rights to its own queues/tables/blobs; the capture account
-// must allow shared keys (Network Watcher writes with SAS) and the app may only read it.
-var hostStorageName = take('${prefix}h${token}', 24)
-var captureStorageName = take('${prefix}c${token}', 24)
+// must allow shared keys (Network Watcher writes with SAS), sits in the VMs' region, and
+// the app may only read it.
+var hostStorageName = prefixIsValid ? take('${prefix}h${token}', 24) : invalidPrefix
+var captureStorageName = prefixIsValid ? take('${prefix}c${token}', 24) : invalidPrefix
 var deploymentContainer = 'app-package'
+var captureContainer = 'network-watcher-logs'
+var useScheduler = durableBackend == 'durableTaskScheduler'
+var taskHubName = 'alertcap'
+// Azure Monitor's action groups sign in as this multi-tenant application (the "AzNS AAD
+// Webhook" service principal): App Service Authentication accepts its tokens only.
+var actionGroupsAppId = '461e8683-5575-4561-ac7f-899cc907d62a'
 
-// Exactly what alertcap/permissions.py derives from the code (tests/infra checks it).
-var customRoleActions = [
-  'Microsoft.Compute/virtualMachines/extensions/read'
-  'Microsoft.Compute/virtualMachines/extensions/write'
-  'Microsoft.Compute/virtualMachines/read'
-  'Microsoft.Compute/virtualMachines/write'
+// Each custom role holds exactly what infra/permissions.py derives for its scope (tests/infra checks it).
+var watcherRoleActions = [
   'Microsoft.Network/networkWatchers/packetCaptures/delete'
   'Microsoft.Network/networkWatchers/packetCaptures/queryStatus/action'
+  'Microsoft.Network/networkWatchers/packetCaptures/queryStatus/read'
   'Microsoft.Network/networkWatchers/packetCaptures/read'
   'Microsoft.Network/networkWatchers/packetCaptures/stop/action'
   'Microsoft.Network/networkWatchers/packetCaptures/write'
   'Microsoft.Network/networkWatchers/read'
+]
+var vmRoleActions = [
+  'Microsoft.Compute/virtualMachines/extensions/read'
+  'Microsoft.Compute/virtualMachines/read'
+  'Microsoft.Compute/virtualMachines/write'
+]
+var agentRoleActions = [
+  'Microsoft.Compute/virtualMachines/extensions/read'
+  'Microsoft.Compute/virtualMachines/extensions/write'
+]
+var storageRoleActions = [
   'Microsoft.Storage/storageAccounts/listAccountSas/action'
   'Microsoft.Storage/storageAccounts/listKeys/action'
   'Microsoft.Storage/storageAccounts/listServiceSas/action'
   'Microsoft.Storage/storageAccounts/read'
 ]
-var roleName = 'alertcap capture operator (${appName})'
-var roleGuid = guid(subscription().id, resourceGroup().id, roleName)
-var roleDefinitionId = subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roleGuid)
-var roleScopes = empty(captureResourceGroupIds) ? [
-  subscription().id
-] : union(captureResourceGroupIds, [
-  resourceGroup().id
-])
+
+// One entry per resource group however it was spelled: an id listed twice (or in two
+// casings) would otherwise make two assignments of one role to one principal on one scope.
+var watcherGroups = union(map(watcherResourceGroupIds, id => toLower(id)), [])
+var vmGroups = union(map(vmResourceGroupIds, id => toLower(id)), [])
+var operators = union(operatorPrincipalIds, [])
+
+var watcherRoleGuid = guid(subscription().id, resourceGroup().id, namePrefix, 'watchers')
+var vmRoleGuid = guid(subscription().id, resourceGroup().id, namePrefix, 'vms')
+var storageRoleGuid = guid(subscription().id, resourceGroup().id, namePrefix, 'capture-storage')
+var watcherRoleId = subscriptionResourceId('Microsoft.Authorization/roleDefinitions', watcherRoleGuid)
+var vmRoleId = subscriptionResourceId('Microsoft.Authorization/roleDefinitions', vmRoleGuid)
+var storageRoleId = subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageRoleGuid)
 
 // Built-in roles (GUIDs are the same in every tenant).
 var storageBlobDataReader = '2a2b9908-6ea1-4ae2-8e65-a410df84e7d1'
 var communicationAndEmailServiceOwner = '09976791-48a7-449e-bb21-39d1a415f350'
+var monitoringMetricsPublisher = '3913510d-42f4-4e42-8a64-420c390055eb'
+var durableTaskDataContributor = '0ad04412-c4d5-4796-b79c-f76d14c8d402'
+var durableTaskDataReader = 'd6a5505f-6ebb-45a4-896e-ac8274cfc0ac'
 // What the Functions host needs on its own storage with identity-based AzureWebJobsStorage:
 // Storage Blob Data Owner, Storage Queue Data Contributor, Storage Table Data Contributor.
 var hostStorageRoles = [
@@ -188,10 +264,10 @@ resource deploymentPackageContainer 'Microsoft.Storage/storageAccounts/blobServi
 }
 
 // Network Watcher writes captures here, into the container network-watcher-logs, which it
-// creates itself on the first capture (so the template does not).
+// creates itself on the first capture (so the template does not). It must be in the VMs' region.
 resource captureStorage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   name: captureStorageName
-  location: location
+  location: vmLocation
   kind: 'StorageV2'
   sku: {
     // Network Watcher needs a Standard (not Premium) account.
@@ -203,6 +279,40 @@ resource captureStorage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
     allowBlobPublicAccess: false
     // Network Watcher uploads with a SAS signed by the account key.
     allowSharedKeyAccess: true
+  }
+}
+
+// Captures are evidence for a while, not forever: delete them after captureRetentionDays.
+resource captureRetention 'Microsoft.Storage/storageAccounts/managementPolicies@2023-05-01' = {
+  parent: captureStorage
+  name: 'default'
+  properties: {
+    policy: {
+      rules: [
+        {
+          enabled: true
+          name: 'expire-captures'
+          type: 'Lifecycle'
+          definition: {
+            actions: {
+              baseBlob: {
+                delete: {
+                  daysAfterModificationGreaterThan: captureRetentionDays
+                }
+              }
+            }
+            filters: {
+              blobTypes: [
+                'blockBlob'
+              ]
+              prefixMatch: [
+                '${captureContainer}/'
+              ]
+            }
+          }
+        }
+      ]
+    }
   }
 }
 
@@ -224,6 +334,9 @@ resource insights 'Microsoft.Insights/components@2020-02-02' = {
   properties: {
     Application_Type: 'web'
     WorkspaceResourceId: logs.id
+    // Telemetry only with an Entra token (the app's identity, Monitoring Metrics Publisher):
+    // the connection string alone no longer lets anyone write into this resource.
+    DisableLocalAuth: true
   }
 }
 
@@ -261,6 +374,29 @@ resource communication 'Microsoft.Communication/communicationServices@2023-04-01
 }
 
 // ---------------------------------------------------------------------------------------
+// Durable Task Scheduler (durableBackend=durableTaskScheduler only)
+// ---------------------------------------------------------------------------------------
+
+resource scheduler 'Microsoft.DurableTask/schedulers@2025-11-01' = if (useScheduler) {
+  name: '${prefix}-dts-${token}'
+  location: location
+  properties: {
+    // Callers authenticate with Entra ID (no keys exist); the allow-list is not the guard.
+    ipAllowlist: [
+      '0.0.0.0/0'
+    ]
+    sku: {
+      name: 'Consumption'
+    }
+  }
+}
+
+resource taskHub 'Microsoft.DurableTask/schedulers/taskHubs@2025-11-01' = if (useScheduler) {
+  parent: scheduler
+  name: taskHubName
+}
+
+// ---------------------------------------------------------------------------------------
 // The function app
 // ---------------------------------------------------------------------------------------
 
@@ -293,6 +429,7 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
     siteConfig: {
       minTlsVersion: '1.2'
       ftpsState: 'Disabled'
+      http20Enabled: true
       // Flex Consumption takes the runtime from functionAppConfig.runtime below and does
       // not use FUNCTIONS_WORKER_RUNTIME / FUNCTIONS_EXTENSION_VERSION app settings.
       appSettings: [
@@ -311,6 +448,26 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'APPLICATIONINSIGHTS_CONNECTION_STRING'
           value: insights.properties.ConnectionString
+        }
+        {
+          // Entra authentication to Application Insights (DisableLocalAuth above).
+          name: 'APPLICATIONINSIGHTS_AUTHENTICATION_STRING'
+          value: 'ClientId=${identity.properties.clientId};Authorization=AAD'
+        }
+        {
+          // The Durable backend, overriding host.json's extensions.durableTask.storageProvider
+          // (azureStorage keeps the extension's defaults: the host's own storage account).
+          name: 'AzureFunctionsJobHost__extensions__durableTask__storageProvider__type'
+          value: useScheduler ? 'azureManaged' : 'AzureStorage'
+        }
+        {
+          name: 'AzureFunctionsJobHost__extensions__durableTask__storageProvider__connectionStringName'
+          value: useScheduler ? 'DURABLE_TASK_SCHEDULER_CONNECTION_STRING' : 'AzureWebJobsStorage'
+        }
+        {
+          // Identity-based: names the endpoint and the identity, holds no key.
+          name: 'DURABLE_TASK_SCHEDULER_CONNECTION_STRING'
+          value: useScheduler ? 'Endpoint=${scheduler!.properties.endpoint};Authentication=ManagedIdentity;ClientID=${identity.properties.clientId}' : ''
         }
         {
           name: 'AZURE_CLIENT_ID'
@@ -335,6 +492,12 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'ALERTCAP_EMAIL_RECIPIENTS'
           value: emailRecipients
+        }
+        {
+          // entra: /api/alerts trusts App Service Authentication's validated principal
+          // instead of a function key (the app's side of the secure webhook).
+          name: 'ALERTCAP_WEBHOOK_AUTH'
+          value: webhookAuth
         }
         {
           name: 'ALERTCAP_INSTALL_AGENT'
@@ -438,57 +601,145 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
   ]
 }
 
-// ---------------------------------------------------------------------------------------
-// Roles
-// ---------------------------------------------------------------------------------------
-
-module customRole 'modules/role-definition.bicep' = {
-  name: 'alertcap-roledef-${token}'
-  scope: subscription()
-  params: {
-    roleGuid: roleGuid
-    roleName: roleName
-    actions: customRoleActions
-    assignableScopes: roleScopes
+// No FTP or SCM basic-auth publishing: deployments use Entra ID (az functionapp deployment).
+resource ftpPublishing 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
+  parent: functionApp
+  name: 'ftp'
+  properties: {
+    allow: false
   }
 }
 
-// The custom role where the VMs and watchers are (each listed resource group) ...
-module customRoleOnGroups 'modules/rg-role-assignment.bicep' = [for (groupId, i) in captureResourceGroupIds: {
-  name: 'alertcap-role-${token}-${i}'
+resource scmPublishing 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
+  parent: functionApp
+  name: 'scm'
+  properties: {
+    allow: false
+  }
+}
+
+// webhookAuth=entra: App Service Authentication validates the action group's Entra token
+// (audience webhookAppIdUri, client = the action groups' application) before the request
+// reaches the app. Requests without a token pass through unauthenticated so that operators'
+// routes keep working with their function keys; the app's /api/alerts refuses them.
+resource webhookAuthentication 'Microsoft.Web/sites/config@2024-04-01' = if (webhookAuth == 'entra') {
+  parent: functionApp
+  name: 'authsettingsV2'
+  properties: {
+    platform: {
+      enabled: true
+    }
+    globalValidation: {
+      requireAuthentication: false
+      unauthenticatedClientAction: 'AllowAnonymous'
+    }
+    httpSettings: {
+      requireHttps: true
+    }
+    identityProviders: {
+      azureActiveDirectory: {
+        enabled: true
+        registration: {
+          clientId: webhookAppClientId
+          openIdIssuer: '${environment().authentication.loginEndpoint}${tenant().tenantId}/v2.0'
+        }
+        validation: {
+          allowedAudiences: [
+            webhookAppIdUri
+          ]
+          defaultAuthorizationPolicy: {
+            allowedApplications: [
+              actionGroupsAppId
+            ]
+          }
+        }
+      }
+    }
+    login: {
+      tokenStore: {
+        enabled: false
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Roles: one custom role per kind of scope, each assigned only where it is needed
+// ---------------------------------------------------------------------------------------
+
+module watcherRole 'modules/role-definition.bicep' = {
+  name: 'alertcap-role-watchers-${token}'
+  scope: subscription()
+  params: {
+    roleGuid: watcherRoleGuid
+    roleName: 'alertcap network watcher (${appName})'
+    roleDescription: 'alertcap: create, poll, stop and delete packet captures on the Network Watchers.'
+    actions: watcherRoleActions
+    assignableScopes: watcherGroups
+  }
+}
+
+module vmRole 'modules/role-definition.bicep' = {
+  name: 'alertcap-role-vms-${token}'
+  scope: subscription()
+  params: {
+    roleGuid: vmRoleGuid
+    roleName: 'alertcap virtual machines (${appName})'
+    roleDescription: 'alertcap: read the VMs a capture targets (and install the Network Watcher agent when installAgent is set).'
+    actions: installAgent ? union(vmRoleActions, agentRoleActions) : vmRoleActions
+    assignableScopes: vmGroups
+  }
+}
+
+module storageRole 'modules/role-definition.bicep' = {
+  name: 'alertcap-role-storage-${token}'
+  scope: subscription()
+  params: {
+    roleGuid: storageRoleGuid
+    roleName: 'alertcap capture storage (${appName})'
+    roleDescription: 'alertcap: let Network Watcher write captures to the capture storage account.'
+    actions: storageRoleActions
+    assignableScopes: [
+      resourceGroup().id
+    ]
+  }
+}
+
+module watcherAccess 'modules/rg-role-assignment.bicep' = [for (groupId, i) in watcherGroups: {
+  name: 'alertcap-watchers-${token}-${i}'
   scope: resourceGroup(split(groupId, '/')[2], split(groupId, '/')[4])
   params: {
     principalId: identity.properties.principalId
-    roleDefinitionId: roleDefinitionId
+    roleDefinitionId: watcherRoleId
   }
   dependsOn: [
-    customRole
+    watcherRole
   ]
 }]
 
-// ... or on the whole subscription when none is listed ...
-module customRoleOnSubscription 'modules/subscription-role-assignment.bicep' = if (empty(captureResourceGroupIds)) {
-  name: 'alertcap-role-${token}-sub'
-  scope: subscription()
+module vmAccess 'modules/rg-role-assignment.bicep' = [for (groupId, i) in vmGroups: {
+  name: 'alertcap-vms-${token}-${i}'
+  scope: resourceGroup(split(groupId, '/')[2], split(groupId, '/')[4])
   params: {
     principalId: identity.properties.principalId
-    roleDefinitionId: roleDefinitionId
+    roleDefinitionId: vmRoleId
   }
   dependsOn: [
-    customRole
+    vmRole
   ]
-}
+}]
 
-// ... and on this resource group, for the capture storage account Network Watcher writes to.
-resource customRoleHere 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(captureResourceGroupIds)) {
-  name: guid(resourceGroup().id, identity.id, roleDefinitionId)
+// The storage actions Network Watcher checks, on the capture account only.
+resource captureWriter 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(captureStorage.id, identity.id, storageRoleId)
+  scope: captureStorage
   properties: {
-    roleDefinitionId: roleDefinitionId
+    roleDefinitionId: storageRoleId
     principalId: identity.properties.principalId
     principalType: 'ServicePrincipal'
   }
   dependsOn: [
-    customRole
+    storageRole
   ]
 }
 
@@ -514,6 +765,17 @@ resource hostStorageAccess 'Microsoft.Authorization/roleAssignments@2022-04-01' 
   }
 }]
 
+// Telemetry with Entra authentication (Application Insights has local auth off).
+resource telemetryPublisher 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(insights.id, identity.id, monitoringMetricsPublisher)
+  scope: insights
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', monitoringMetricsPublisher)
+    principalId: identity.properties.principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
 // Send email through the ACS resource with the managed identity.
 resource emailSender 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   name: guid(communication.id, identity.id, communicationAndEmailServiceOwner)
@@ -525,8 +787,28 @@ resource emailSender 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   }
 }
 
+// Durable Task Scheduler: the app runs the task hub; operators read it in the dashboard.
+resource schedulerWorker 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (useScheduler) {
+  name: guid(taskHub.id, identity.id, durableTaskDataContributor)
+  scope: taskHub
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', durableTaskDataContributor)
+    principalId: identity.properties.principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+resource schedulerReaders 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for operator in operators: if (useScheduler) {
+  name: guid(taskHub.id, operator, durableTaskDataReader)
+  scope: taskHub
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', durableTaskDataReader)
+    principalId: operator
+  }
+}]
+
 // ---------------------------------------------------------------------------------------
-// Alerting: action group -> POST /api/alerts; metric alert with a dynamic threshold
+// Alerting (step 3): action group -> POST /api/alerts; metric alert with a dynamic threshold
 // ---------------------------------------------------------------------------------------
 
 resource actionGroup 'Microsoft.Insights/actionGroups@2023-01-01' = if (deployAlerting) {
@@ -535,10 +817,21 @@ resource actionGroup 'Microsoft.Insights/actionGroups@2023-01-01' = if (deployAl
   properties: {
     groupShortName: 'alertcap'
     enabled: true
-    webhookReceivers: [
+    webhookReceivers: webhookAuth == 'entra' ? [
       {
+        // Secure webhook: Azure Monitor sends a bearer token for webhookAppIdUri; no key in the URL.
         name: 'alertcap'
-        // The default host function key; it stays inside the action group (never an output).
+        serviceUri: 'https://${functionApp.properties.defaultHostName}/api/alerts'
+        useCommonAlertSchema: true
+        useAadAuth: true
+        objectId: webhookAppObjectId
+        identifierUri: webhookAppIdUri
+        tenantId: tenant().tenantId
+      }
+    ] : [
+      {
+        // Fallback: the default host function key; it stays inside the action group (never an output).
+        name: 'alertcap'
         serviceUri: 'https://${functionApp.properties.defaultHostName}/api/alerts?code=${listKeys('${functionApp.id}/host/default', '2024-04-01').functionKeys.default}'
         useCommonAlertSchema: true
         useAadAuth: false
@@ -558,7 +851,7 @@ resource alertRule 'Microsoft.Insights/metricAlerts@2018-03-01' = if (deployAler
     evaluationFrequency: 'PT5M'
     windowSize: 'PT5M'
     targetResourceType: 'Microsoft.Compute/virtualMachines'
-    targetResourceRegion: vmRegion
+    targetResourceRegion: vmLocation
     autoMitigate: true
     criteria: {
       'odata.type': 'Microsoft.Azure.Monitor.MultipleResourceMultipleMetricCriteria'
@@ -590,7 +883,7 @@ resource alertRule 'Microsoft.Insights/metricAlerts@2018-03-01' = if (deployAler
 // Outputs (no keys, no connection strings)
 // ---------------------------------------------------------------------------------------
 
-@description('Name of the function app (for func azure functionapp publish).')
+@description('Name of the function app (for make package + az functionapp deployment source config-zip).')
 output functionAppName string = functionApp.name
 
 @description('Host name of the function app.')
@@ -599,8 +892,15 @@ output functionAppHost string = functionApp.properties.defaultHostName
 @description('Client id of the app\'s managed identity (its AZURE_CLIENT_ID).')
 output identityClientId string = identity.properties.clientId
 
-@description('Resource id of the custom role.')
-output roleDefinitionId string = roleDefinitionId
+@description('Resource ids of the custom roles, by the scope they are assigned on.')
+output roleDefinitionIds object = {
+  watchers: watcherRoleId
+  vms: vmRoleId
+  captureStorage: storageRoleId
+}
 
-@description('Resource id of the action group (empty when deployAlerting is false).')
+@description('Resource id of the action group (empty until deployAlerting is true).')
 output actionGroupId string = deployAlerting ? actionGroup.id : ''
+
+@description('Durable Task Scheduler dashboard for operators (empty with durableBackend=azureStorage).')
+output durableTaskDashboardUrl string = useScheduler ? 'https://dashboard.durabletask.io/?endpoint=${uriComponent(scheduler!.properties.endpoint)}&taskhub=${taskHubName}' : ''

@@ -1,5 +1,8 @@
 // Assign a role to a principal on the resource group this module is deployed to (main.bicep
-// loops it over the resource groups where the VMs and Network Watchers live).
+// loops it over the resource groups where the Network Watchers, and those where the VMs, live).
+// The name is a function of (scope, principal, role) only, so deploying it again, or from
+// another deployment for the same triple, updates the same assignment instead of failing
+// with RoleAssignmentExists.
 @description('Object (principal) id of the managed identity.')
 param principalId string
 
@@ -7,7 +10,7 @@ param principalId string
 param roleDefinitionId string
 
 resource assignment 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(resourceGroup().id, principalId, roleDefinitionId)
+  name: guid(toLower(resourceGroup().id), principalId, roleDefinitionId)
   properties: {
     roleDefinitionId: roleDefinitionId
     principalId: principalId

@@ -25,7 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-SCANNED = sorted([*ROOT.glob("activities/*.py"), ROOT / "alertcap" / "clients.py"])
+# Every module of the app packages that may call Azure: found recursively, not named, so a
+# new activity file or a moved client module (alertcap/sdk/clients.py) is scanned too.
+SCANNED_PACKAGES = ("activities", "alertcap")
+SCANNED = sorted(p for pkg in SCANNED_PACKAGES for p in (ROOT / pkg).rglob("*.py")
+                 if "__pycache__" not in p.parts)
 
 # Attribute on an SDK management client -> operation group.
 GROUP_ATTRIBUTES = {"packet_captures": "packet_captures", "network_watchers": "network_watchers"}
