@@ -1,6 +1,7 @@
 """``python -m localdev.receivers --state-dir DIR --port N``
 
-HTTP on 127.0.0.1:N (0 = a free port). Secrets come only from the environment and are
+HTTPS on 127.0.0.1:N (0 = a free port) with the local stack's certificate
+(``certPath`` in the info file). Secrets come only from the environment and are
 written nowhere but the URLs in ``DIR/receivers.json``:
 
 - ``LOCALDEV_WEBHOOK_SECRET`` (required): the generic webhook's shared secret; several,

@@ -37,6 +37,24 @@ _PAGE = """<!doctype html><html><head><meta charset="utf-8">
 _SCRIPT = """(card) => {
   const AC = window.AdaptiveCards;
   const problems = [];
+  // Teams processes a Markdown subset in TextBlock and Fact text; without a processor the
+  // library warns and shows raw text. This one knows what a card author can do to a
+  // reader (bold, italic, links) and honours backslash escapes as CommonMark does, so a
+  // sender that escapes untrusted text is seen to render it literally.
+  AC.AdaptiveCard.onProcessMarkdown = (text, result) => {
+    const esc = (s) => s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;")
+                        .replace(/"/g, "&quot;");
+    const kept = [];
+    let out = text.replace(/\\\\([\\\\`*_\\[\\]()#>~|!-])/g, (m, c) => {
+      kept.push(c); return "\\u0000" + (kept.length - 1) + "\\u0000"; });
+    out = esc(out)
+      .replace(/\\[([^\\]]+)\\]\\(([^)\\s]+)\\)/g, '<a href="$2">$1</a>')
+      .replace(/\\*\\*([^*]+)\\*\\*/g, "<strong>$1</strong>")
+      .replace(/\\*([^*]+)\\*/g, "<em>$1</em>")
+      .replace(/\\u0000(\\d+)\\u0000/g, (m, i) => esc(kept[Number(i)]));
+    result.outputHtml = out;
+    result.didProcess = true;
+  };
   const ctx = new AC.SerializationContext(AC.Versions.v1_5);
   const c = new AC.AdaptiveCard();
   c.parse(card, ctx);
@@ -52,7 +70,7 @@ _SCRIPT = """(card) => {
   const el = c.render();
   if (!el) { problems.push("Render: the card rendered to nothing"); }
   else { host.appendChild(el); }
-  return {problems, text: host.innerText};
+  return {problems, text: host.innerText, links: host.querySelectorAll("a").length};
 }"""
 
 
@@ -60,6 +78,7 @@ _SCRIPT = """(card) => {
 class Rendered:
     problems: list[str]
     text: str
+    links: int  # <a> elements Markdown made inside the card (actions are buttons, not links)
 
 
 class CardRenderer:
@@ -101,7 +120,8 @@ class CardRenderer:
                     await page.locator("#card").screenshot(path=str(png))
             finally:
                 await page.close()
-            return Rendered(problems=[*out["problems"], *console], text=out["text"])
+            return Rendered(problems=[*out["problems"], *console], text=out["text"],
+                            links=int(out["links"]))
 
     async def close(self) -> None:
         if self._browser is not None:

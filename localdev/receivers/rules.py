@@ -12,8 +12,8 @@ The rules and their sources:
   Incoming Webhooks", and docs.slack.dev "Sending messages using incoming webhooks"):
   200 ``ok``; plain-text error bodies ``invalid_payload`` / ``no_text`` /
   ``invalid_blocks`` (400), ``no_service`` (404). Blocks are checked with slack_sdk's own
-  models: an unknown block type or attribute, or a failed length validator, is
-  ``invalid_blocks``; a message holds at most 50 blocks.
+  models: an unknown block type, a block that does not survive the models' round trip
+  (unknown attributes), or a failed length validator is ``invalid_blocks``; a message holds at most 50 blocks.
 - Teams Workflows trigger (Logic Apps request trigger underneath): 202 with no body;
   errors ``{"error": {"code", "message"}}`` with 401 ``DirectApiAuthorizationRequired`` /
   ``DirectApiInvalidAuthorizationSignature`` for the SAS query, 400
@@ -187,7 +187,11 @@ def slack_block_errors(blocks: Any) -> list[str]:
                 if block is None:
                     errors.append(f"blocks[{i}]: unknown block type {raw.get('type')!r}")
                     continue
-                block.to_dict()
+                # The SDK drops attributes it does not know (with a debug log); Slack
+                # refuses them. A block that does not survive the round trip is refused.
+                if block.to_dict() != raw:
+                    errors.append(f"blocks[{i}]: attributes slack_sdk does not know: "
+                                  f"{sorted(set(raw) - set(block.to_dict()))}")
             except (SlackObjectFormationError, TypeError, ValueError, KeyError) as exc:
                 errors.append(f"blocks[{i}]: {exc}")
     finally:

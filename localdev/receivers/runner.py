@@ -1,4 +1,4 @@
-"""Start the receivers on 127.0.0.1 and describe where each channel's URL is.
+"""Start the receivers on https://127.0.0.1 and describe where each channel's URL is.
 
 Boundary: process-level plumbing only (bind, info file, stop); the behaviour is in
 ``server`` and ``rules``.
@@ -15,6 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
+from ..tls import server_context
 from .server import Config, Receivers, teams_path_and_query
 
 INFO_FILE = "receivers.json"
@@ -52,15 +53,19 @@ async def start(state_dir: str | Path, *, webhook_secrets: list[str], port: int 
                                        render_cards=render_cards))
     runner = web.AppRunner(rx.app(), access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", port)
+    # HTTPS like every real service (PagerDuty's client refuses anything else), with the
+    # local stack's certificate; clients trust certPath.
+    ssl_ctx, cert_path = server_context(state)
+    site = web.TCPSite(runner, "127.0.0.1", port, ssl_context=ssl_ctx)
     await site.start()
     bound = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    base = f"http://127.0.0.1:{bound}"
+    base = f"https://127.0.0.1:{bound}"
     slack_token = secrets.token_urlsafe(18).replace("-", "a").replace("_", "b")[:24]
     info = {
         "pid": os.getpid(),
         "port": bound,
         "endpoint": base + "/",
+        "certPath": cert_path,
         "teams_url": base + teams_path_and_query(rx.config.teams_key, "alertcap"),
         "slack_url": f"{base}/services/TLOCAL0001/BLOCAL0001/{slack_token}",
         "pagerduty_url": base + "/v2/enqueue",

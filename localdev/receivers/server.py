@@ -1,6 +1,7 @@
 """One local HTTP receiver standing in for Teams Workflows, Slack, PagerDuty and a webhook.
 
-Boundary: an aiohttp application on 127.0.0.1 (never deployed, never imported by the app).
+Boundary: an aiohttp application on 127.0.0.1, HTTPS (see ``runner``); never deployed,
+never imported by the app.
 Routes look like the real ones so the app only changes a base URL:
 
 - Teams Workflows trigger: ``POST /workflows/{id}/triggers/manual/paths/invoke`` and
@@ -159,6 +160,7 @@ class Receivers:
         self.pd_alerts: dict[str, dict[str, Any]] = {}
         self.seen_signatures: dict[str, float] = {}
         self.seen_events: set[str] = set()
+        self._seq = 0  # never reset: clearing the listing must not reuse file names
         self.root = config.state_dir / "deliveries"
         self.root.mkdir(parents=True, exist_ok=True)
 
@@ -185,7 +187,8 @@ class Receivers:
 
     def _record(self, channel: str, request: web.Request, answer: rules.Answer,
                 body: Any = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-        seq = len(self.deliveries) + 1
+        self._seq += 1
+        seq = self._seq
         rec: dict[str, Any] = {
             "seq": seq, "channel": channel, "status": answer.status,
             "accepted": answer.status < 300, "received_at": self.clock(),
@@ -218,7 +221,8 @@ class Receivers:
         headers = {"Retry-After": str(spec["retryAfter"])} if spec["retryAfter"] is not None \
             else None
         answer = fault_answer(channel, spec["status"])
-        self.deliveries.append({"seq": len(self.deliveries) + 1, "channel": channel,
+        self._seq += 1
+        self.deliveries.append({"seq": self._seq, "channel": channel,
                                 "status": answer.status, "accepted": False, "fault": True,
                                 "received_at": self.clock()})
         return self._respond(answer, headers)
@@ -251,16 +255,19 @@ class Receivers:
         if answer is not None:
             self._record("teams", request, answer)
             return self._respond(answer)
-        seq = len(self.deliveries) + 1
+        # Named apart from the sequence: other deliveries may be recorded while this renders.
+        stem = f"teams-{uuid.uuid4().hex[:12]}"
         problems: list[str] = []
         pngs: list[str] = []
         texts: list[str] = []
+        links = 0
         if self.config.render_cards:
             for i, card in enumerate(cards):
-                png = self.root / f"{seq:05d}-teams-{i}.png"
+                png = self.root / f"{stem}-{i}.png"
                 rendered = await self.renderer.render(card, png)
                 problems += rendered.problems
                 texts.append(rendered.text)
+                links += rendered.links
                 pngs.append(str(png))
         if problems:
             for p in pngs:
@@ -272,7 +279,8 @@ class Receivers:
             return self._respond(answer)
         accepted = rules.Answer(202, b"", "text/plain")
         self._record("teams", request, accepted, json.loads(raw),
-                     {"workflow": workflow, "png": pngs, "rendered_text": texts})
+                     {"workflow": workflow, "png": pngs, "rendered_text": texts,
+                      "rendered_links": links})
         return self._respond(accepted)
 
     async def slack(self, request: web.Request) -> web.Response:
