@@ -13,7 +13,8 @@ The rules and their sources:
   200 ``ok``; plain-text error bodies ``invalid_payload`` / ``no_text`` /
   ``invalid_blocks`` (400), ``no_service`` (404). Blocks are checked with slack_sdk's own
   models: an unknown block type, a block that does not survive the models' round trip
-  (unknown attributes), or a failed length validator is ``invalid_blocks``; a message holds at most 50 blocks.
+  (unknown attributes), or a failed length validator is ``invalid_blocks``; a message
+  holds at most 50 blocks.
 - Teams Workflows trigger (Logic Apps request trigger underneath): 202 with no body;
   errors ``{"error": {"code", "message"}}`` with 401 ``DirectApiAuthorizationRequired`` /
   ``DirectApiInvalidAuthorizationSignature`` for the SAS query, 400

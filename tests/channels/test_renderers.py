@@ -90,7 +90,7 @@ def test_slack_blocks_carry_the_same_content_and_pass_slack_sdk_validation() -> 
     assert body["blocks"][0]["type"] == "header"
     text = json.dumps(body["blocks"])
     assert "Packets*\\n28,169" in text and ":red_circle: *HIGH*" in text
-    buttons = [b for b in body["blocks"] if b["type"] == "actions"][0]["elements"]
+    buttons = next(b for b in body["blocks"] if b["type"] == "actions")["elements"]
     assert [e["url"] for e in buttons] == [LINKS.run_page, LINKS.capture]
 
 
