@@ -84,7 +84,9 @@ def _num(value: Any) -> float | None:
 
 def count(value: Any) -> str:
     n = _num(value)
-    return "-" if n is None else f"{n:,.0f}" if float(n).is_integer() else f"{n:,.2f}"
+    if n is None:
+        return "-"
+    return f"{n:,.0f}" if float(n).is_integer() else f"{n:,.2f}".rstrip("0").rstrip(".")
 
 
 def size(value: Any) -> str:

@@ -90,8 +90,14 @@ class CardRenderer:
         self._lock = asyncio.Lock()
         self._pw: Any = None
         self._browser: Any = None
+        self._page: Any = None
+        self._console: list[str] = []
 
     async def _ensure(self) -> Any:
+        """The one page with adaptivecards.js loaded (parsing the 1 MB bundle per card
+        cost seconds on this machine)."""
+        if self._page is not None and not self._page.is_closed():
+            return self._page
         if self._browser is None:
             if not self.script.is_file():
                 raise RuntimeError(f"{self.script} is missing: run `npm ci` (make setup)")
@@ -102,28 +108,27 @@ class CardRenderer:
             self._pw = await async_playwright().start()
             self._browser = await self._pw.chromium.launch(
                 executable_path=self.executable, args=CHROMIUM_ARGS)
-        return self._browser
+        page = await self._browser.new_page(viewport=VIEWPORT)
+        page.on("console", lambda m: self._console.append(f"console.{m.type}: {m.text}")
+                if m.type in ("error", "warning") else None)
+        page.on("pageerror", lambda e: self._console.append(f"pageerror: {e}"))
+        await page.set_content(_PAGE)
+        await page.add_script_tag(path=str(self.script))
+        self._page = page
+        return page
 
     async def render(self, card: dict[str, Any], png: Path | None) -> Rendered:
         async with self._lock:
-            browser = await self._ensure()
-            page = await browser.new_page(viewport=VIEWPORT)
-            console: list[str] = []
-            page.on("console", lambda m: console.append(f"console.{m.type}: {m.text}")
-                    if m.type in ("error", "warning") else None)
-            page.on("pageerror", lambda e: console.append(f"pageerror: {e}"))
-            try:
-                await page.set_content(_PAGE)
-                await page.add_script_tag(path=str(self.script))
-                out = await page.evaluate(_SCRIPT, json.loads(json.dumps(card)))
-                if png is not None:
-                    await page.locator("#card").screenshot(path=str(png))
-            finally:
-                await page.close()
-            return Rendered(problems=[*out["problems"], *console], text=out["text"],
+            page = await self._ensure()
+            self._console.clear()
+            out = await page.evaluate(_SCRIPT, json.loads(json.dumps(card)))
+            if png is not None:
+                await page.locator("#card").screenshot(path=str(png))
+            return Rendered(problems=[*out["problems"], *self._console], text=out["text"],
                             links=int(out["links"]))
 
     async def close(self) -> None:
+        self._page = None
         if self._browser is not None:
             await self._browser.close()
             self._browser = None
