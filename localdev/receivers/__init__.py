@@ -9,4 +9,12 @@ configure the app with.
 
 from .runner import Running, start
 
-__all__ = ["Running", "start"]
+
+def main() -> None:
+    """``python -m localdev.receivers`` as a function (argv from ``sys.argv``)."""
+    from .__main__ import main as _main
+
+    _main()
+
+
+__all__ = ["Running", "main", "start"]

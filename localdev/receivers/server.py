@@ -264,7 +264,14 @@ class Receivers:
         if self.config.render_cards:
             for i, card in enumerate(cards):
                 png = self.root / f"{stem}-{i}.png"
-                rendered = await self.renderer.render(card, png)
+                try:
+                    rendered = await self.renderer.render(card, png)
+                except Exception as exc:  # Chromium itself failed, not the card
+                    await self.renderer.close()  # the next delivery starts a fresh browser
+                    answer = rules.teams_error(500, "LocalRendererFailed",
+                                               f"The local card renderer failed: {exc}")
+                    self._record("teams", request, answer)
+                    return self._respond(answer)
                 problems += rendered.problems
                 texts.append(rendered.text)
                 links += rendered.links
