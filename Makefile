@@ -5,7 +5,7 @@ VENV  := .venv
 BIN   := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test up down status lint bench setup tcpdump tshark clean package
+.PHONY: demo test up down status lint bench setup tcpdump tshark chromium clean package
 
 demo: setup
 	$(BIN)/python -m localdev demo
@@ -42,7 +42,7 @@ bench: setup tshark
 	$(BIN)/python bench/host_bench.py
 	$(BIN)/python bench/storm_bench.py
 
-setup: $(STAMP) node_modules/.package-lock.json tcpdump
+setup: $(STAMP) node_modules/.package-lock.json tcpdump chromium
 
 test: tshark
 
@@ -53,7 +53,7 @@ $(STAMP): requirements.txt requirements-dev.txt
 	@touch $@
 
 node_modules/.package-lock.json: package.json package-lock.json
-	@echo "==> npm ci (Azurite for local Blob storage)"
+	@echo "==> npm ci (Azurite for local Blob storage, adaptivecards for the Teams receiver)"
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
@@ -71,6 +71,14 @@ tshark:
 	    echo "==> apt-get install tshark (the pcap tests check our summary against tshark's)"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tshark >/dev/null; \
 	  else echo "tshark is missing and this is not root: install it with 'sudo apt-get install tshark'"; exit 1; fi; \
+	fi
+
+chromium:
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "==> apt-get install chromium (the local Teams receiver renders Adaptive Cards in it)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "chromium is missing and this is not root: install it with 'sudo apt-get install chromium'"; exit 1; fi; \
 	fi
 
 clean:
