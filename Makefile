@@ -29,9 +29,9 @@ lint: setup
 	@$(BIN)/azure-functions-doctor doctor --path . --profile minimal > .doctor.out 2>&1 \
 	  || { cat .doctor.out; rm -f .doctor.out; exit 1; }
 	@grep -E "determinism|Doctor summary|fails," .doctor.out | sed 's/^/    /'; rm -f .doctor.out
-	@# checkov (pinned in infra/requirements-checkov.txt) lives in its own venv (.localdev/checkov-venv, ignored by git and ruff): it would downgrade packaging and python-dateutil in .venv. ARM JSON only: its Bicep parser cannot read main.bicep (lambdas), and tests/infra keeps the two equivalent.
-	@test -x .localdev/checkov-venv/bin/checkov || { $(PY) -m venv .localdev/checkov-venv && .localdev/checkov-venv/bin/pip install --quiet --disable-pip-version-check -r infra/requirements-checkov.txt; }
-	.localdev/checkov-venv/bin/checkov -d infra --framework arm --skip-download --compact --quiet
+	@# checkov (pinned in infra/requirements-checkov.txt) lives in its own venv (.venv-checkov, ignored by git and ruff): it would downgrade packaging and python-dateutil in .venv. ARM JSON only: its Bicep parser cannot read main.bicep (lambdas), and tests/infra keeps the two equivalent.
+	@test -x .venv-checkov/bin/checkov || { $(PY) -m venv .venv-checkov && .venv-checkov/bin/pip install --quiet --disable-pip-version-check -r infra/requirements-checkov.txt; }
+	.venv-checkov/bin/checkov -d infra --framework arm --skip-download --compact --quiet
 
 # The function app package Azure runs (allow-list; no dev files), with its size.
 package: setup
