@@ -20,7 +20,6 @@ NOT_DEPLOYED = {
     "ALERTCAP_CA_BUNDLE": "trusts the local stack's private certificate; Azure's is public",
     "ALERTCAP_BLOB_CONNECTION_STRING": "holds an account key; in Azure the identity reads blobs",
     "ALERTCAP_EMAIL_CONNECTION_STRING": "holds an access key; in Azure the identity sends email",
-    "ALERTCAP_BLOB_ENDPOINT": "the blob URL comes from Network Watcher; only local runs set it",
 }
 # Settings the Functions host reads (not alertcap): allowed besides ENV.
 HOST_SETTINGS = {"AzureWebJobsStorage__accountName", "AzureWebJobsStorage__credential",
