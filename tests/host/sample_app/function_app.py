@@ -172,7 +172,7 @@ def slow(context: df.DurableOrchestrationContext):  # type: ignore[no-untyped-de
 @bp.orchestration_trigger(context_name="context")
 def retrying(context: df.DurableOrchestrationContext):  # type: ignore[no-untyped-def]
     args = context.get_input()
-    retry = df.RetryOptions(200, args["attempts"])
+    retry = df.RetryOptions(args.get("interval_ms", 200), args["attempts"])
     value = yield context.call_activity_with_retry("flaky", retry, args)
     return value
 
