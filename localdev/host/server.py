@@ -127,7 +127,18 @@ class Host:
     def public_app(self) -> web.Application:
         # One catch-all route: the Functions host matches its routes case-insensitively
         # and answers a path nothing matches with an empty 404, not aiohttp's text page.
-        app = web.Application(client_max_size=100 * 1024 * 1024)
+
+        @web.middleware
+        async def route_all(request: web.Request, handler: Any) -> web.StreamResponse:
+            # What aiohttp's router cannot match (a decoded path with a newline escapes
+            # `.*`) goes through the host's routing too, never to aiohttp's text 404.
+            try:
+                response: web.StreamResponse = await handler(request)
+            except web.HTTPNotFound:
+                return await self._public(request)
+            return response
+
+        app = web.Application(client_max_size=100 * 1024 * 1024, middlewares=[route_all])
         app.router.add_route("*", "/{tail:.*}", self._public)
         return app
 

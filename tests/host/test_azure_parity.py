@@ -357,6 +357,10 @@ def test_encoded_slash_and_question_mark_reach_the_function_decoded(host: HostPr
     resp = http("GET", f"{host.base}/api/hello/a%2Fb%3Fc?q=1")
     assert resp.status == 200
     assert resp.json() == {"hello": "a/b?c", "q": "1"}
+    newline = http("GET", f"{host.base}/api/hello/a%0Ab")
+    assert (newline.status, newline.json()["hello"]) == (200, "a\nb")
+    unmatched = http("GET", f"{host.base}/nope%0Ax")
+    assert (unmatched.status, unmatched.body) == (404, b"")
 
 
 # --- 2.8 retries, custom status, functionTimeout ----------------------------------------------
