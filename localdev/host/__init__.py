@@ -6,7 +6,8 @@ runs orchestrations with the Durable out-of-process protocol, keeping state in S
 The app never imports this package.
 
 Modules: `loader` (settings, host.json, function discovery and invocation), `keys`
-(function/master/system keys), `store` (SQLite), `engine` (orchestration replay and
-scheduling, activity workers), `mgmt_api` (the Durable HTTP management API), `server`
-(aiohttp listeners, auth, logging of invocations), `__main__` (the CLI).
+(function/master/system keys), `store` (SQLite), `protocol` (codes, statuses, errors),
+`replay` (orchestrator episodes, determinism, retries), `client` (client commands),
+`workers` (dispatcher and activity workers), `mgmt_api` (the Durable HTTP management
+API), `server` (aiohttp listeners, auth, logging of invocations), `__main__` (the CLI).
 """

@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from . import logs
-from .engine import Engine
 from .keys import load_or_create
 from .loader import HostConfig, apply_settings, load_app
 from .server import WEBHOOK_PATH, Host
 from .store import Store
+from .workers import Engine
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

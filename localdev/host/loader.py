@@ -29,6 +29,28 @@ from azure.functions.durable_functions import ActivityTriggerConverter
 DEFAULT_HUB = "TestHubName"
 
 
+# Flex Consumption's default functionTimeout (the plan alertcap deploys to).
+DEFAULT_FUNCTION_TIMEOUT = "00:30:00"
+_TIMESPAN = re.compile(r"^(?:(\d+)\.)?(\d{1,2}):(\d{1,2}):(\d{1,2})(?:\.(\d+))?$")
+
+
+def parse_timespan(text: str) -> float | None:
+    """A .NET TimeSpan string (`[d.]hh:mm:ss[.fff]`) in seconds; "-1" means unbounded."""
+    if text.strip() == "-1":
+        return None
+    m = _TIMESPAN.match(text.strip())
+    if m is None:
+        raise ValueError(f"host.json functionTimeout {text!r} is not a TimeSpan (hh:mm:ss)")
+    days, hours, minutes, seconds, frac = m.groups()
+    return (
+        int(days or 0) * 86400
+        + int(hours) * 3600
+        + int(minutes) * 60
+        + int(seconds)
+        + (float(f"0.{frac}") if frac else 0.0)
+    )
+
+
 @dataclass(frozen=True)
 class HostConfig:
     """The parts of host.json this host honours."""
@@ -37,6 +59,10 @@ class HostConfig:
     route_prefix: str = "api"
     max_activities: int = 10
     max_orchestrators: int = 10
+    # DurableTaskOptions.OverridableExistingInstanceStates; the extension's default.
+    overridable_states: str = "AnyState"
+    function_timeout_text: str = DEFAULT_FUNCTION_TIMEOUT
+    function_timeout_s: float | None = 1800.0
 
     @classmethod
     def from_file(cls, path: Path) -> HostConfig:
@@ -46,11 +72,20 @@ class HostConfig:
         ext = data.get("extensions") or {}
         durable = ext.get("durableTask") or {}
         http = ext.get("http") or {}
+        timeout = str(data.get("functionTimeout") or DEFAULT_FUNCTION_TIMEOUT)
+        overridable = str(durable.get("overridableExistingInstanceStates") or "AnyState")
+        # The option is an enum: Json.NET matches its names case-insensitively.
+        overridable = (
+            "NonRunningStates" if overridable.lower() == "nonrunningstates" else "AnyState"
+        )
         return cls(
             hub_name=str(durable.get("hubName") or DEFAULT_HUB),
             route_prefix=str(http.get("routePrefix", "api")).strip("/"),
             max_activities=int(durable.get("maxConcurrentActivityFunctions") or 10),
             max_orchestrators=int(durable.get("maxConcurrentOrchestratorFunctions") or 10),
+            overridable_states=overridable,
+            function_timeout_text=timeout,
+            function_timeout_s=parse_timespan(timeout),
         )
 
 

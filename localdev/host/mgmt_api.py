@@ -10,6 +10,8 @@ on the public port under /runtime/webhooks/durabletask/ behind the system/master
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import json
 import re
 import time
@@ -19,12 +21,14 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from .engine import (
+from .protocol import (
+    EVENT_NAMES,
     EXECUTION_COMPLETED,
     EXECUTION_STARTED,
-    ORCHESTRATION_STATUS,
     ORCHESTRATOR_COMPLETED,
     ORCHESTRATOR_STARTED,
+    RUNNING_LIKE,
+    STATUS_NAMES,
     SUB_COMPLETED,
     SUB_CREATED,
     SUB_FAILED,
@@ -32,58 +36,28 @@ from .engine import (
     TASK_FAILED,
     TASK_SCHEDULED,
     TIMER_FIRED,
-    AlreadyExists,
-    Engine,
+    BadArgument,
     Gone,
-    InvalidInstanceId,
+    HostError,
     NotFound,
-    UnknownOrchestrator,
-    parse_iso,
+    iso,
+    json_token,
+    parse_dotnet_datetime,
+    utcnow,
 )
 from .store import Instance, Store
+from .workers import Engine
 
-EVENT_NAMES = {
-    0: "ExecutionStarted",
-    1: "ExecutionCompleted",
-    2: "ExecutionFailed",
-    3: "ExecutionTerminated",
-    4: "TaskScheduled",
-    5: "TaskCompleted",
-    6: "TaskFailed",
-    7: "SubOrchestrationInstanceCreated",
-    8: "SubOrchestrationInstanceCompleted",
-    9: "SubOrchestrationInstanceFailed",
-    10: "TimerCreated",
-    11: "TimerFired",
-    12: "OrchestratorStarted",
-    13: "OrchestratorCompleted",
-    14: "EventSent",
-    15: "EventRaised",
-    16: "ContinueAsNew",
-    17: "GenericEvent",
-    18: "HistoryState",
-    19: "ExecutionSuspended",
-    20: "ExecutionResumed",
-}
-STATUS_NAMES = {v: k for k, v in ORCHESTRATION_STATUS.items()}
-RUNNING_LIKE = ("Running", "Pending", "ContinuedAsNew", "Suspended")
+# OrchestrationStatusQueryCondition.PageSize's default.
+DEFAULT_PAGE_SIZE = 100
 
-_START = re.compile(r"^orchestrators/(?P<name>[^/]+)(?:/(?P<id>[^/]+))?/?$")
-_INSTANCES = re.compile(r"^instances/?(?P<id>[^/]+)?(?:/(?P<op>[^/]+))?/?$")
-_RAISE = re.compile(r"^instances/(?P<id>[^/]+)/raiseEvent/(?P<event>[^/]+)/?$")
+_START = re.compile(r"^orchestrators/(?P<name>[^/]+)(?:/(?P<id>[^/]+))?/?$", re.IGNORECASE)
+_INSTANCES = re.compile(r"^instances/?(?P<id>[^/]+)?(?:/(?P<op>[^/]+))?/?$", re.IGNORECASE)
+_RAISE = re.compile(
+    r"^instances/(?P<id>[^/]+)/raiseEvent/(?P<event>[^/]+)/?$", re.IGNORECASE
+)
 
-
-def parse_json_text(value: str | None) -> Any:
-    """JSON text to a value; raw text when it is not JSON (ParseToJToken)."""
-    if value is None:
-        return None
-    value = value.strip()
-    if not value:
-        return ""
-    try:
-        return json.loads(value)
-    except ValueError:
-        return value
+parse_json_text = json_token
 
 
 def status_time(iso_text: str) -> str:
@@ -186,62 +160,120 @@ def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -
     )
 
 
-def _error(status: int, message: str, exc: Exception | None = None) -> web.Response:
+def _error(status: int, message: str, exc: HostError | None = None) -> web.Response:
+    """ASP.NET's HttpError body (request.CreateErrorResponse(status, message, exception))."""
     body: dict[str, Any] = {"Message": message}
     if exc is not None:
         body["ExceptionMessage"] = str(exc)
-        body["ExceptionType"] = type(exc).__name__
+        body["ExceptionType"] = exc.dotnet_type
+        body["StackTrace"] = None
     return _json(body, status)
 
 
+def _enum_values(query: Any, name: str, names: dict[int, str]) -> list[str]:
+    """TryGetIEnumerableQueryParameterValue: comma lists, `Enum.TryParse` (case-sensitive
+    names, numbers allowed); values it cannot parse are skipped."""
+    out: list[str] = []
+    by_name = set(names.values())
+    for part in _getall(query, name):
+        for raw in part.split(","):
+            value = raw.strip()
+            if value in by_name:
+                out.append(value)
+            elif value.lstrip("-").isdigit() and int(value) in names:
+                out.append(names[int(value)])
+    return out
+
+
+def _getall(query: Any, name: str) -> list[str]:
+    # NameValueCollection keys are case-insensitive.
+    return [str(v) for k, v in query.items() if str(k).lower() == name.lower()]
+
+
+def _get(query: Any, name: str) -> str | None:
+    values = _getall(query, name)
+    return ",".join(values) if values else None
+
+
+def _token(offset: int) -> str:
+    return base64.b64encode(json.dumps({"offset": offset}).encode()).decode()
+
+
+def _offset(token: str | None) -> int:
+    if not token:
+        return 0
+    try:
+        offset = int(json.loads(base64.b64decode(token, validate=True))["offset"])
+    except (ValueError, KeyError, TypeError, binascii.Error) as exc:
+        raise BadArgument(f"The continuation token '{token}' is not valid.") from exc
+    if offset < 0:
+        raise BadArgument(f"The continuation token '{token}' is not valid.")
+    return offset
+
+
 class ManagementApi:
-    """Routes one request path (relative to the API base) to the right operation."""
+    """Routes one request path (relative to the API base) to the right operation.
+
+    Follows HttpApiHandler.HandleRequestAsync: ArgumentException -> 400 "One or more of
+    the arguments submitted is incorrect", any other exception -> 500 "Something went
+    wrong while processing your request".
+    """
 
     def __init__(
         self,
         engine: Engine,
         store: Store,
         links: Callable[[str], dict[str, str]],
+        hub_name: str,
     ):
         self.engine = engine
+        self.client = engine.client
         self.store = store
         # instance id -> HttpManagementPayload (public URLs, with the system key).
         self.links = links
+        self.hub_name = hub_name
 
     async def handle(self, request: web.Request, tail: str) -> web.StreamResponse:
         try:
-            return await self._route(request, tail.lstrip("/"))
+            return await self._route(request, tail.strip("/"))
         except NotFound:
             return web.Response(status=404)
         except Gone:
             return web.Response(status=410)
-        except (UnknownOrchestrator, InvalidInstanceId) as exc:
+        except BadArgument as exc:
             return _error(400, "One or more of the arguments submitted is incorrect", exc)
-        except AlreadyExists as exc:
-            # The extension surfaces DTFx's OrchestrationAlreadyExistsException as a 500.
+        except HostError as exc:
             return _error(500, "Something went wrong while processing your request", exc)
+
+    def _other_hub(self, request: web.Request) -> bool:
+        """A `taskHub` that is not this app's: the client would read another hub's tables."""
+        hub = _get(request.query, "taskHub")
+        return hub is not None and hub.lower() != self.hub_name.lower()
 
     async def _route(self, request: web.Request, path: str) -> web.StreamResponse:
         method = request.method
         query = request.query
+        if self._other_hub(request):
+            listing = _INSTANCES.match(path)
+            if method == "GET" and listing is not None and listing["id"] is None:
+                return _json([], 200, {"x-ms-continuation-token": ""})
+            return web.Response(status=404)
         m = _START.match(path)
         if m:
             if method != "POST":
                 return web.Response(status=404)
-            input_text = await _json_body(request)
-            if input_text is _INVALID:
+            body = await request.text()
+            try:
+                value = json.loads(body) if body else None
+            except ValueError:
                 return _error(400, "Invalid JSON content")
-            instance_id = self.engine.start_new(m["name"], m["id"], input_text)  # type: ignore[arg-type]
+            instance_id = await self.client.start_new(m["name"], m["id"], value)
             return await self._check_status_or_wait(request, instance_id)
         m = _RAISE.match(path)
         if m:
             if method != "POST":
                 return web.Response(status=404)
-            input_text = await _json_body(request)
-            if input_text is _INVALID:
-                return _error(400, "Invalid JSON content")
-            self.engine.raise_event(m["id"], m["event"], input_text)  # type: ignore[arg-type]
-            return web.Response(status=202)
+            return await self._raise_event(request, m["id"], m["event"])
         m = _INSTANCES.match(path)
         if not m:
             return web.Response(status=404)
@@ -256,40 +288,52 @@ class ManagementApi:
             if method == "GET":
                 return self._status(request, instance_id)
             if method == "DELETE":
-                if self.engine.purge(instance_id) == 0:
+                if self.client.purge(instance_id) == 0:
                     return web.Response(status=404)
                 return _json({"instancesDeleted": 1})
             return web.Response(status=404)
         if method != "POST":
             return web.Response(status=404)
-        reason = query.get("reason")
+        reason = _get(query, "reason")
         op = op.lower()
         if op == "terminate":
-            self.engine.terminate(instance_id, reason)
+            self.client.terminate(instance_id, reason)
         elif op == "suspend":
-            self.engine.suspend(instance_id, reason)
+            self.client.suspend(instance_id, reason)
         elif op == "resume":
-            self.engine.resume(instance_id, reason)
+            self.client.resume(instance_id, reason)
         elif op == "rewind":
-            inst = self.store.get_instance(instance_id)
-            if inst is None:
-                raise NotFound(instance_id)
-            if inst.status in ("Completed", "Terminated", "Canceled"):
-                raise Gone(instance_id)
-            if inst.status != "Failed":
-                return _error(
-                    400, "The rewind operation is only supported on failed orchestration instances."
-                )
-            self.engine.rewind(instance_id, reason)
+            self.client.rewind(instance_id, reason)
         elif op == "restart":
-            if self.store.get_instance(instance_id) is None:
-                return _error(400, "InstanceId does not match a valid orchestration instance.")
-            new_id = self.engine.restart(
-                instance_id, _flag(query, "restartWithNewInstanceId", True)
-            )
+            flag = (_get(query, "restartWithNewInstanceId") or "").lower()
+            try:
+                new_id = await self.client.restart(
+                    instance_id, flag != "false"
+                )
+            except BadArgument as exc:
+                return _error(400, "InstanceId does not match a valid orchestration instance.", exc)
             return await self._check_status_or_wait(request, new_id)
         else:
+            # HandleRequestAsync falls through to the end of its route checks.
             return web.Response(status=404)
+        return web.Response(status=202)
+
+    async def _raise_event(
+        self, request: web.Request, instance_id: str, event_name: str
+    ) -> web.Response:
+        """HandleRaiseEventRequestAsync: status first, then the media type, then JSON."""
+        inst = self.store.get_instance(instance_id)
+        if inst is None:
+            return web.Response(status=404)
+        if inst.status in ("Failed", "Canceled", "Terminated", "Completed"):
+            return web.Response(status=410)
+        if request.content_type.lower() != "application/json":
+            return _error(400, "Only application/json request content is supported")
+        try:
+            data = json.loads(await request.text())
+        except ValueError:
+            return _error(400, "Invalid JSON content")
+        self.client.raise_event(instance_id, event_name, data)
         return web.Response(status=202)
 
     async def _check_status_or_wait(
@@ -297,9 +341,9 @@ class ManagementApi:
     ) -> web.Response:
         """`?timeout=&pollingInterval=` (seconds): wait for the output, else a 202."""
         try:
-            timeout = float(request.query["timeout"])
-            interval = float(request.query["pollingInterval"])
-        except (KeyError, ValueError):
+            timeout = float(_get(request.query, "timeout") or "")
+            interval = float(_get(request.query, "pollingInterval") or "")
+        except ValueError:
             return self._check_status(instance_id)
         deadline = time.monotonic() + timeout
         while True:
@@ -314,7 +358,8 @@ class ManagementApi:
             await asyncio.sleep(min(max(interval, 0.01), max(deadline - time.monotonic(), 0)))
 
     def _check_status(self, instance_id: str) -> web.Response:
-        links = self.links(instance_id)
+        """CreateCheckStatusResponseMessage: the payload without rewindPostUri."""
+        links = {k: v for k, v in self.links(instance_id).items() if k != "rewindPostUri"}
         return _json(
             links,
             202,
@@ -344,83 +389,43 @@ class ManagementApi:
             return _json(payload, 500)
         return _json(payload, 200)
 
-    def _filters(self, query: Any) -> dict[str, Any]:
-        statuses = [
-            s
-            for part in query.getall("runtimeStatus", [])
-            for s in part.split(",")
-            if s in ORCHESTRATION_STATUS
-        ]
-        return {
-            "statuses": statuses or None,
-            "created_from": _query_time(query.get("createdTimeFrom")),
-            "created_to": _query_time(query.get("createdTimeTo")),
-        }
-
     def _list(self, request: web.Request) -> web.Response:
+        """HandleGetStatusRequestAsync: filters it cannot parse are ignored, not refused."""
         q = request.query
-        try:
-            top = int(q["top"]) if "top" in q else None
-            offset = int(request.headers.get("x-ms-continuation-token") or 0)
-        except ValueError:
-            return _error(400, "One or more of the arguments submitted is incorrect")
+        top_text = (_get(q, "top") or "").strip()
+        top = int(top_text) if top_text.lstrip("-").isdigit() else DEFAULT_PAGE_SIZE
+        if top <= 0:
+            top = DEFAULT_PAGE_SIZE
+        offset = _offset(request.headers.get("x-ms-continuation-token"))
+        created_from = parse_dotnet_datetime(_get(q, "createdTimeFrom"))
+        created_to = parse_dotnet_datetime(_get(q, "createdTimeTo"))
         instances = self.store.query_instances(
-            **self._filters(q),
-            prefix=q.get("instanceIdPrefix"),
+            statuses=_enum_values(q, "runtimeStatus", STATUS_NAMES) or None,
+            created_from=None if created_from is None else iso(created_from),
+            created_to=None if created_to is None else iso(created_to),
+            prefix=_get(q, "instanceIdPrefix"),
             offset=offset,
-            limit=top,
+            limit=top + 1,
         )
         show_input = _flag(q, "showInput", True)
-        results = [status_payload(self.store, i, show_input=show_input) for i in instances]
-        headers = {}
-        if top is not None and len(instances) == top:
-            headers["x-ms-continuation-token"] = str(offset + top)
-        return _json(results, 200, headers)
+        page = instances[:top]
+        results = [status_payload(self.store, i, show_input=show_input) for i in page]
+        more = len(instances) > top
+        # The header is always there; empty (a null token) on the last page.
+        token = _token(offset + top) if more else ""
+        return _json(results, 200, {"x-ms-continuation-token": token})
 
     def _purge_many(self, query: Any) -> web.Response:
-        filters = self._filters(query)
-        if filters["created_from"] is None:
+        """HandleDeleteHistoryWithFiltersRequestAsync."""
+        created_from = parse_dotnet_datetime(_get(query, "createdTimeFrom"))
+        if created_from is None:
             return _json("Please provide value for 'createdTimeFrom' parameter.", 400)
-        instances = self.store.query_instances(**filters)
-        deleted = self.engine.purge_many(instances)
+        created_to = parse_dotnet_datetime(_get(query, "createdTimeTo")) or utcnow()
+        statuses = _enum_values(query, "runtimeStatus", STATUS_NAMES)
+        deleted = self.client.purge_by_filter(created_from, created_to, statuses)
         if deleted == 0:
             return web.Response(status=404)
         return _json({"instancesDeleted": deleted})
-
-
-_INVALID = object()
-
-
-async def _json_body(request: web.Request) -> str | object | None:
-    return _body_as_json_text(await request.text())
-
-
-def _body_as_json_text(body: str) -> str | object | None:
-    """The body carries JSON; the SDK wraps its (already JSON) text in a JSON string."""
-    if not body.strip():
-        return None
-    try:
-        value = json.loads(body)
-    except ValueError:
-        return _INVALID
-    if isinstance(value, str):
-        try:
-            json.loads(value)
-            return value
-        except ValueError:
-            return json.dumps(value)
-    return json.dumps(value)
-
-
-def _query_time(value: str | None) -> str | None:
-    if not value:
-        return None
-    try:
-        from .engine import iso
-
-        return iso(parse_iso(value))
-    except ValueError:
-        return None
 
 
 def management_links(

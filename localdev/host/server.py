@@ -20,16 +20,17 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import azure.functions as func
 from aiohttp import web
 
 from . import logs
-from .engine import Engine
 from .keys import HostKeys
 from .loader import FunctionInfo, HostConfig, call, new_invocation_id
 from .mgmt_api import ManagementApi, management_links
 from .store import Store
+from .workers import Engine
 
 WEBHOOK_PATH = "/runtime/webhooks/durabletask"
 RPC_PATH = "/durabletask/"
@@ -82,8 +83,8 @@ class Host:
         self.urls = Urls("", "")
         self.started = time.time()
         self.host_id = uuid.uuid4().hex
-        self.public_api = ManagementApi(engine, store, self.links)
-        self.rpc_api = ManagementApi(engine, store, self.links)
+        self.public_api = ManagementApi(engine, store, self.links, config.hub_name)
+        self.rpc_api = ManagementApi(engine, store, self.links, config.hub_name)
         self._runners: list[web.AppRunner] = []
 
     # --- durable client binding --------------------------------------------------------
@@ -124,13 +125,36 @@ class Host:
     # --- apps --------------------------------------------------------------------------
 
     def public_app(self) -> web.Application:
-        app = web.Application(client_max_size=100 * 1024 * 1024)
-        app.router.add_route("GET", "/", self._ready)
-        app.router.add_route("GET", "/admin/host/status", self._host_status)
-        app.router.add_route("*", WEBHOOK_PATH + "{tail:.*}", self._webhook)
-        prefix = f"/{self.config.route_prefix}" if self.config.route_prefix else ""
-        app.router.add_route("*", prefix + "/{route:.*}", self._http_trigger)
+        # One catch-all route: the Functions host matches its routes case-insensitively
+        # and answers a path nothing matches with an empty 404, not aiohttp's text page.
+
+        @web.middleware
+        async def route_all(request: web.Request, handler: Any) -> web.StreamResponse:
+            # What aiohttp's router cannot match (a decoded path with a newline escapes
+            # `.*`) goes through the host's routing too, never to aiohttp's text 404.
+            try:
+                response: web.StreamResponse = await handler(request)
+            except web.HTTPNotFound:
+                return await self._public(request)
+            return response
+
+        app = web.Application(client_max_size=100 * 1024 * 1024, middlewares=[route_all])
+        app.router.add_route("*", "/{tail:.*}", self._public)
         return app
+
+    async def _public(self, request: web.Request) -> web.StreamResponse:
+        raw_path = request.raw_path.split("?", 1)[0]
+        lower = raw_path.lower()
+        if raw_path == "/" and request.method == "GET":
+            return await self._ready(request)
+        if lower.rstrip("/") == "/admin/host/status" and request.method == "GET":
+            return await self._host_status(request)
+        if lower == WEBHOOK_PATH or lower.startswith(WEBHOOK_PATH + "/"):
+            return await self._webhook(request, request.path[len(WEBHOOK_PATH) :])
+        prefix = f"/{self.config.route_prefix}".lower() if self.config.route_prefix else ""
+        if lower == prefix or lower.startswith(prefix + "/"):
+            return await self._http_trigger(request, raw_path[len(prefix) :])
+        return web.Response(status=404)
 
     def rpc_app(self) -> web.Application:
         app = web.Application(client_max_size=100 * 1024 * 1024)
@@ -180,21 +204,23 @@ class Host:
             }
         )
 
-    async def _webhook(self, request: web.Request) -> web.StreamResponse:
+    async def _webhook(self, request: web.Request, tail: str) -> web.StreamResponse:
         if not self.keys.is_system_key(self._key(request)):
             return web.Response(status=401)
-        return await self.public_api.handle(request, request.match_info["tail"])
+        return await self.public_api.handle(request, tail)
 
     async def _rpc(self, request: web.Request) -> web.StreamResponse:
         return await self.rpc_api.handle(request, request.match_info["tail"])
 
-    def _match(self, method: str, route: str) -> tuple[FunctionInfo, dict[str, str]] | None:
+    def _match(self, method: str, raw_route: str) -> tuple[FunctionInfo, dict[str, str]] | None:
+        """Match the still-encoded path, so an encoded '/' stays inside its segment; the
+        route values are then decoded (what the function receives in route_params)."""
         for info in self.functions.values():
             if info.kind != "http" or info.route_regex is None:
                 continue
-            m = info.route_regex.match(route)
+            m = info.route_regex.match(raw_route)
             if m and (not info.methods or method in info.methods):
-                return info, {k: v for k, v in m.groupdict().items() if v is not None}
+                return info, {k: unquote(v) for k, v in m.groupdict().items() if v is not None}
         return None
 
     def _authorized(self, info: FunctionInfo, request: web.Request) -> bool:
@@ -205,8 +231,8 @@ class Host:
             return self.keys.is_master(key)
         return self.keys.is_function_key(key)
 
-    async def _http_trigger(self, request: web.Request) -> web.StreamResponse:
-        found = self._match(request.method, request.match_info["route"].strip("/"))
+    async def _http_trigger(self, request: web.Request, raw_route: str) -> web.StreamResponse:
+        found = self._match(request.method, raw_route.strip("/"))
         if found is None:
             return web.Response(status=404)
         info, route_params = found

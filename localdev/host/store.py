@@ -256,9 +256,11 @@ class Store:
         )
 
     def ready_instances(self, now: float, exclude: set[str], limit: int) -> list[str]:
+        # A suspended instance takes only termination (DTFx defers everything else).
         rows = self.db.execute(
             "SELECT i.instance_id FROM inbox i JOIN instances s USING (instance_id) "
-            "WHERE i.visible_at <= ? AND s.status != 'Suspended' "
+            "WHERE i.visible_at <= ? AND (s.status != 'Suspended' "
+            "OR json_extract(i.event, '$.EventType') = 3) "
             "GROUP BY i.instance_id ORDER BY MIN(i.id) LIMIT ?",
             (now, limit + len(exclude)),
         )
@@ -276,19 +278,33 @@ class Store:
         ).fetchone()
         return float(row[0]) if row and row[0] is not None else None
 
-    def first_message(self, instance_id: str, now: float) -> Message | None:
+    def first_message(
+        self, instance_id: str, now: float, only_terminate: bool = False
+    ) -> Message | None:
+        extra = " AND json_extract(event, '$.EventType') = 3" if only_terminate else ""
+        sql = (
+            "SELECT id, instance_id, event FROM inbox WHERE instance_id = ? AND visible_at <= ?"  # noqa: S608
+            f"{extra} ORDER BY priority, id LIMIT 1"
+        )
         row = self.db.execute(
-            "SELECT id, instance_id, event FROM inbox WHERE instance_id = ? AND visible_at <= ? "
-            "ORDER BY priority, id LIMIT 1",
+            sql,
             (instance_id, now),
         ).fetchone()
         return Message(row[0], row[1], json.loads(row[2])) if row else None
 
+    def defer_message(self, message_id: int, event: dict[str, Any], visible_at: float) -> None:
+        self.db.execute(
+            "UPDATE inbox SET event = ?, visible_at = ? WHERE id = ?",
+            (json.dumps(event), visible_at, message_id),
+        )
+
     def delete_message(self, message_id: int) -> None:
         self.db.execute("DELETE FROM inbox WHERE id = ?", (message_id,))
 
-    def delete_inbox(self, instance_id: str) -> None:
-        self.db.execute("DELETE FROM inbox WHERE instance_id = ?", (instance_id,))
+    def delete_inbox(self, instance_id: str, keep_starts: bool = False) -> None:
+        # keep_starts: a start message another client sent stays (it may win later).
+        extra = " AND priority != 0" if keep_starts else ""
+        self.db.execute("DELETE FROM inbox WHERE instance_id = ?" + extra, (instance_id,))  # noqa: S608
 
     def delete_messages(self, instance_id: str, event_types: tuple[int, ...]) -> None:
         for message_id, event in self.db.execute(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -189,6 +190,23 @@ class HostProcess:
     def count(self, name: str) -> int:
         path = self.sample_dir / f"{name}.count"
         return int(path.read_text()) if path.exists() else 0
+
+
+def copy_app(dest: Path, **durable_and_host: Any) -> Path:
+    """The sample app in `dest` with host.json changed: `durableTask__<name>` keys go to
+    extensions.durableTask (None removes), others to the top level."""
+    shutil.copytree(SAMPLE_APP, dest, ignore=shutil.ignore_patterns("__pycache__"))
+    config = json.loads((dest / "host.json").read_text())
+    for key, value in durable_and_host.items():
+        section = config
+        if key.startswith("durableTask__"):
+            section, key = config["extensions"]["durableTask"], key.split("__", 1)[1]
+        if value is None:
+            section.pop(key, None)
+        else:
+            section[key] = value
+    (dest / "host.json").write_text(json.dumps(config))
+    return dest
 
 
 @pytest.fixture

@@ -21,8 +21,9 @@ from azure.durable_functions.models.DurableOrchestrationContext import (
 )
 from azure.durable_functions.models.history.HistoryEventType import HistoryEventType
 
-from localdev.host.engine import ORCHESTRATOR_STARTED, build_context, flatten
 from localdev.host.loader import route_to_regex
+from localdev.host.protocol import ORCHESTRATOR_STARTED, flatten
+from localdev.host.replay import build_context
 from localdev.host.store import Store
 
 from .conftest import SAMPLE_APP, HostProcess

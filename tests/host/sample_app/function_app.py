@@ -172,7 +172,7 @@ def slow(context: df.DurableOrchestrationContext):  # type: ignore[no-untyped-de
 @bp.orchestration_trigger(context_name="context")
 def retrying(context: df.DurableOrchestrationContext):  # type: ignore[no-untyped-def]
     args = context.get_input()
-    retry = df.RetryOptions(200, args["attempts"])
+    retry = df.RetryOptions(args.get("interval_ms", 200), args["attempts"])
     value = yield context.call_activity_with_retry("flaky", retry, args)
     return value
 
@@ -220,6 +220,32 @@ def parent(context: df.DurableOrchestrationContext):  # type: ignore[no-untyped-
 def failing(context: df.DurableOrchestrationContext):  # type: ignore[no-untyped-def]
     yield context.call_activity("noop", 0)
     raise ValueError("orchestrator gave up")
+
+
+@bp.orchestration_trigger(context_name="context")
+def drifting(context: df.DurableOrchestrationContext):  # type: ignore[no-untyped-def]
+    """Deliberately non-deterministic: a file decides its first step (the replay check).
+
+    The file `drift-<instance id>` holds "", "rename" or "timer"; tests change it while
+    the instance waits for its "go" event, as a redeploy would change the code.
+    """
+    path = _state_dir() / f"drift-{context.instance_id}"
+    mode = path.read_text() if path.exists() else ""
+    if mode == "timer":
+        yield context.create_timer(context.current_utc_datetime + timedelta(seconds=0.2))
+    else:
+        yield context.call_activity("square" if mode == "rename" else "noop", 1)
+    context.set_custom_status("waiting")
+    yield context.wait_for_external_event("go")
+    return "done"
+
+
+@bp.orchestration_trigger(context_name="context")
+def chatty(context: df.DurableOrchestrationContext):  # type: ignore[no-untyped-def]
+    """A custom status of the input's length in characters (the 16 KB limit)."""
+    context.set_custom_status("x" * int(context.get_input()))
+    yield context.call_activity("noop", 1)
+    return "ok"
 
 
 # --- activities ------------------------------------------------------------------------
