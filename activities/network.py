@@ -321,6 +321,25 @@ def get_capture_status(clients: Clients, inp: CaptureStatusInput) -> CaptureStat
     return replace(status, storage_path=_ref(w, final, adopted=True).storage_path)
 
 
+@dataclass(frozen=True)
+class Deleted(Model):
+    name: str
+    existed: bool
+
+
+@activity("delete_capture")
+def delete_capture(clients: Clients, inp: CaptureStatusInput) -> Deleted:
+    """Remove a capture of ours by name (stopping it); one that is not there is fine."""
+    w = inp.watcher
+    ops = _captures(clients, w)
+    try:
+        _azure(f"delete capture {inp.name}",
+               lambda: ops.begin_delete(w.resource_group, w.name, inp.name).result())
+    except ResourceNotFound:
+        return Deleted(inp.name, existed=False)
+    return Deleted(inp.name, existed=True)
+
+
 @activity("stop_capture")
 def stop_capture(clients: Clients, inp: CaptureStatusInput) -> CaptureStatus:
     """Stop (stopping a stopped capture is fine) and report the final status."""

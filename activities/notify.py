@@ -14,6 +14,7 @@ from activities.spec import activity
 from alertcap.domain import email
 from alertcap.domain.run import Notification, RunResult
 from alertcap.domain.wire import Model
+from alertcap.errors import NotificationFailed
 from alertcap.sdk.clients import Clients
 from alertcap.sdk.errors import from_azure
 
@@ -53,6 +54,9 @@ def send(clients: Clients, inp: NotifyInput) -> Notification:
         raise from_azure(exc, "send the notification email") from exc
     status = str(result.get("status", "Unknown")) if isinstance(result, dict) else "Unknown"
     if status.lower() != "succeeded":
-        raise from_azure(RuntimeError(f"email operation ended {status}"), "send the email")
+        # The operation is over and failed: asking again with this id would only return it.
+        error = result.get("error") if isinstance(result, dict) else None
+        detail = f": {error.get('message')}" if isinstance(error, dict) else ""
+        raise NotificationFailed(f"the email service ended the send as {status}{detail}")
     return Notification(message_id=str(result.get("id", operation_id)),
                         recipients=s.email_recipients, status=status)

@@ -41,6 +41,9 @@ class Activity(Generic[I, O]):
     input: type[I]
     output: type[O]
     adapter: Callable[[Clients, I], O]
+    # At most this many attempts, whatever the run's retry policy says: for a step whose
+    # failure should not hold the rest of the run (the summary must not delay the email).
+    max_attempts: int | None = None
 
     def __call__(self, clients: Clients, inp: I) -> O:
         """The adapter itself, for tests and for adapters that build on one another."""
@@ -60,13 +63,14 @@ class Activity(Generic[I, O]):
         return {"value": out.to_dict()}
 
 
-def activity(name: str) -> Callable[[Callable[[Clients, I], O]], Activity[I, O]]:
+def activity(name: str, *, max_attempts: int | None = None
+             ) -> Callable[[Callable[[Clients, I], O]], Activity[I, O]]:
     """Declare the decorated adapter `(clients, input) -> output` as activity `name`."""
 
     def declare(adapter: Callable[[Clients, I], O]) -> Activity[I, O]:
         hints = typing.get_type_hints(adapter)
         params = [h for k, h in hints.items() if k != "return"]
-        spec = Activity(name, params[-1], hints["return"], adapter)
+        spec = Activity(name, params[-1], hints["return"], adapter, max_attempts)
         if name in _DECLARED:
             raise ValueError(f"activity {name!r} is declared twice")
         _DECLARED[name] = spec

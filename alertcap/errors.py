@@ -20,7 +20,8 @@
             ├── WatcherNotFound   404  no Network Watcher in the VM's region
             ├── AgentMissing      409  the Network Watcher agent is not on the VM
             ├── CaptureLimitReached 409 the watcher already runs its maximum of captures
-            └── CaptureFailed     502  Network Watcher reported the capture as failed
+            ├── CaptureFailed     502  Network Watcher reported the capture as failed
+            └── NotificationFailed 502 the email service ended the send as Failed
 
 HTTP handlers turn any AlertcapError into `error.to_body()` with `error.status`
 (`http_status_for`); activities turn Azure SDK exceptions into this tree at the boundary
@@ -146,6 +147,11 @@ class CaptureLimitReached(PermanentAzureError):
 class CaptureFailed(PermanentAzureError):
     status = 502
     code = "CaptureFailed"
+
+
+class NotificationFailed(PermanentAzureError):
+    status = 502
+    code = "NotificationFailed"
 
 
 def _subclasses(cls: type[PermanentAzureError]) -> dict[str, type[PermanentAzureError]]:

@@ -51,6 +51,10 @@ ENV: dict[str, str | None] = {
     "ALERTCAP_MAX_BODY_BYTES": str(limits.DEFAULT_MAX_BODY_BYTES),
     "ALERTCAP_LINK_TTL_HOURS": "24",
     "ALERTCAP_SUMMARY_TOP": "10",
+    "ALERTCAP_NOTIFY_RETRY_FIRST_SECONDS": "60",
+    "ALERTCAP_NOTIFY_RETRY_MAX_SECONDS": "1800",
+    "ALERTCAP_NOTIFY_GIVE_UP_SECONDS": "86400",
+    "ALERTCAP_RUNS_CONTAINER_URL": None,
 }
 
 
@@ -62,6 +66,7 @@ class Settings:
     managed_identity_client_id: str | None = None
     storage_account_id: str | None = None
     blob_connection_string: str | None = None
+    runs_container_url: str | None = None
     capture: CaptureOptions = field(default_factory=CaptureOptions)
     policy: RunPolicy = field(default_factory=RunPolicy)
     lro_polling_seconds: float = 5.0
@@ -146,7 +151,16 @@ class Settings:
             retry_max_attempts=number("ALERTCAP_RETRY_MAX_ATTEMPTS", 1, 20),
             summary_top=number("ALERTCAP_SUMMARY_TOP", 1, 100),
             link_ttl_hours=number("ALERTCAP_LINK_TTL_HOURS", 1, 168),
+            notify_first_retry_seconds=number("ALERTCAP_NOTIFY_RETRY_FIRST_SECONDS", 1, 86400),
+            notify_max_retry_seconds=number("ALERTCAP_NOTIFY_RETRY_MAX_SECONDS", 1, 86400),
+            notify_give_up_seconds=number("ALERTCAP_NOTIFY_GIVE_UP_SECONDS", 0, 7 * 86400),
         )
+        if policy.notify_max_retry_seconds < policy.notify_first_retry_seconds:
+            problems.append("ALERTCAP_NOTIFY_RETRY_MAX_SECONDS is below "
+                            "ALERTCAP_NOTIFY_RETRY_FIRST_SECONDS")
+        runs_container_url = text("ALERTCAP_RUNS_CONTAINER_URL")
+        if runs_container_url and not runs_container_url.startswith(("https://", "http://127.")):
+            problems.append("ALERTCAP_RUNS_CONTAINER_URL must be an https:// blob container URL")
         if policy.max_poll_interval_seconds < policy.poll_interval_seconds:
             problems.append("ALERTCAP_MAX_POLL_INTERVAL_SECONDS is below "
                             "ALERTCAP_POLL_INTERVAL_SECONDS")
@@ -176,6 +190,7 @@ class Settings:
             managed_identity_client_id=text("AZURE_CLIENT_ID"),
             storage_account_id=storage_account_id,
             blob_connection_string=text("ALERTCAP_BLOB_CONNECTION_STRING"),
+            runs_container_url=runs_container_url,
             capture=capture,
             policy=policy,
             lro_polling_seconds=lro_seconds,

@@ -1,5 +1,5 @@
-"""The orchestrator blueprint: a decorated shim over the plain generator in capture.py,
-which tests drive step by step without a Functions host."""
+"""The orchestrator blueprint: decorated shims over the plain generators in capture.py and
+deliver.py, which tests drive step by step without a Functions host."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ from typing import Any
 
 import azure.durable_functions as df
 
-from orchestrators.capture import ORCHESTRATOR, Steps, capture_run
+from orchestrators.capture import ORCHESTRATOR, capture_run
+from orchestrators.deliver import NOTIFY_AGAIN_ORCHESTRATOR, notify_again_run
+from orchestrators.steps import Steps
 
 bp = df.Blueprint()
 
@@ -16,4 +18,11 @@ bp = df.Blueprint()
 @bp.orchestration_trigger(context_name="context", orchestration=ORCHESTRATOR)
 def capture_orchestrator(context: df.DurableOrchestrationContext) -> Steps:
     result: Any = yield from capture_run(context)
+    return result
+
+
+@bp.function_name(NOTIFY_AGAIN_ORCHESTRATOR)
+@bp.orchestration_trigger(context_name="context", orchestration=NOTIFY_AGAIN_ORCHESTRATOR)
+def notify_again(context: df.DurableOrchestrationContext) -> Steps:
+    result: Any = yield from notify_again_run(context)
     return result

@@ -3,6 +3,7 @@
     POST /api/alerts                        Azure Monitor webhook: one run per target VM
     POST /api/captures                      manual start: {"vmId", "location"?, "capture"?}
     POST /api/captures/{instanceId}/stop    end a running capture early (raises "stop")
+    POST /api/runs/{instanceId}/notify      send a finished run's notification again
 
 They validate, start or find the VM's orchestration, and answer. Least privilege: the
 webhook's key sits in the action group's URL, so the webhook answers with instance ids and
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import uuid
 from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -26,7 +28,7 @@ import azure.functions as func
 from alertcap import settings
 from alertcap.domain import validation
 from alertcap.domain.alerts import parse_alert
-from alertcap.domain.run import AlertInfo, CaptureRequest, RunInput
+from alertcap.domain.run import CURRENT_VERSION, AlertInfo, CaptureRequest, RunInput, RunResult
 from alertcap.domain.vm import VmRef, instance_id_for, is_instance_id
 from alertcap.errors import (
     AlertcapError,
@@ -37,6 +39,8 @@ from alertcap.errors import (
 )
 from alertcap.settings import Settings
 from orchestrators.capture import ORCHESTRATOR, STOP_EVENT
+from orchestrators.deliver import NOTIFY_AGAIN_ORCHESTRATOR, NotifyAgainInput
+from orchestrators.steps import decoded
 
 log = logging.getLogger("alertcap.http")
 
@@ -92,24 +96,42 @@ class Starter:
 
     async def start_or_attach(self, req: func.HttpRequest, request: CaptureRequest,
                               vm: VmRef) -> dict[str, Any]:
-        """One live run per VM: start it, or point at the one already running."""
+        """One live run per VM: start it, or point at the one already running.
+
+        "started" only when the instance's recorded input carries this request's own token:
+        Azure Storage's create is not atomic, so two racing deliveries of one alert can both
+        be told their start succeeded while only one of them runs.
+        """
         instance_id = instance_id_for(vm)
         links = self.client.get_client_response_links(req, instance_id)
         entry = {"vmId": vm.id, **links}
         if _status_name(await self.client.get_status(instance_id)) in _LIVE:
             return {**entry, "state": "running"}
-        request = replace(request, status_url=_without_key(links["statusQueryGetUri"]))
+        token = uuid.uuid4().hex
+        request = replace(request, status_url=_without_key(links["statusQueryGetUri"]),
+                          start_token=token)
         try:
             await self.client.start_new(ORCHESTRATOR, instance_id,
-                                        RunInput(request).to_dict())
+                                        RunInput(request, version=CURRENT_VERSION).to_dict())
         except Exception:
             # Lost a race with a concurrent delivery of the same alert: the host refused
             # to replace the live instance. Anything else is a real failure.
             if _status_name(await self.client.get_status(instance_id)) in _LIVE:
                 return {**entry, "state": "running"}
             raise
+        if not await self._started_by(instance_id, token):
+            log.info("a concurrent start of %s won; attaching to it", instance_id)
+            return {**entry, "state": "running"}
         log.info("started %s for %s", instance_id, vm.id)
         return {**entry, "state": "started"}
+
+    async def _started_by(self, instance_id: str, token: str) -> bool:
+        status = await self.client.get_status(instance_id, show_input=True)
+        try:
+            recorded = decoded(getattr(status, "input_", None))
+            return bool(recorded["request"]["start_token"] == token)
+        except (ValueError, TypeError, KeyError):
+            return False
 
     def _reply(self, entries: list[dict[str, Any]], extra: dict[str, Any]) -> func.HttpResponse:
         """The operator's answer: the standard Durable payload of the first run, keys included."""
@@ -174,6 +196,30 @@ class Starter:
                      {"Location": links["statusQueryGetUri"], "Retry-After": "5"})
 
 
+    async def notify_again(self, req: func.HttpRequest, instance_id: str) -> func.HttpResponse:
+        """Start a small orchestration that sends a finished run's notification again."""
+        if not is_instance_id(instance_id):
+            raise InstanceNotFound(f"no capture run with id {instance_id[:100]!r}")
+        status = await self.client.get_status(instance_id)
+        name = _status_name(status)
+        if name is None:
+            raise InstanceNotFound(f"no capture run with id {instance_id}")
+        output = decoded(getattr(status, "output", None))
+        if name != "Completed" or not isinstance(output, dict) or "vm_id" not in output:
+            raise InstanceNotRunning(f"run {instance_id} is {name}: only a completed run's "
+                                     "notification can be sent again")
+        result = RunResult.from_dict(output)
+        # A fresh key per request: the operator asked for a new email, once.
+        key = f"{instance_id}/{result.started_at}/again/{uuid.uuid4().hex}"
+        again_id = f"{instance_id}-notify-{uuid.uuid4().hex[:12]}"
+        await self.client.start_new(NOTIFY_AGAIN_ORCHESTRATOR, again_id, NotifyAgainInput(
+            result, key, self.settings.policy).to_dict())
+        log.info("notification of %s is being sent again as %s", instance_id, again_id)
+        links = self.client.get_client_response_links(req, again_id)
+        return _json({**links, "of": instance_id}, 202,
+                     {"Location": links["statusQueryGetUri"], "Retry-After": "5"})
+
+
 async def _handle(route: str, call: Any) -> func.HttpResponse:
     try:
         return await call()
@@ -199,6 +245,14 @@ async def manual_start(req: func.HttpRequest, client: Any) -> func.HttpResponse:
 async def manual_stop(req: func.HttpRequest, client: Any) -> func.HttpResponse:
     instance_id = req.route_params.get("instance_id", "")
     return await _handle("stop", lambda: _starter(client).stop(req, instance_id))
+
+
+@bp.route(route="runs/{instance_id}/notify", methods=["POST"],
+          auth_level=func.AuthLevel.FUNCTION)
+@bp.durable_client_input(client_name="client")
+async def resend_notification(req: func.HttpRequest, client: Any) -> func.HttpResponse:
+    instance_id = req.route_params.get("instance_id", "")
+    return await _handle("notify", lambda: _starter(client).notify_again(req, instance_id))
 
 
 def _starter(client: Any) -> Starter:

@@ -71,6 +71,11 @@ class RunPolicy(Model):
     retry_max_attempts: int = 5
     summary_top: int = 10
     link_ttl_hours: int = 24
+    # A notification that cannot be sent is retried on durable timers: the first wait, the
+    # longest wait (doubling between), and when to give up and complete without it.
+    notify_first_retry_seconds: int = 60
+    notify_max_retry_seconds: int = 1800
+    notify_give_up_seconds: int = 86400
 
 
 @dataclass(frozen=True)
@@ -82,6 +87,9 @@ class CaptureRequest(Model):
     policy: RunPolicy = field(default_factory=RunPolicy)
     requested_by: str = "alert"
     status_url: str | None = None
+    # Set by the starter, unique per start request: the instance's recorded input tells
+    # which of two racing starts really started it (Azure Storage's create is not atomic).
+    start_token: str | None = None
 
 
 # --- what the steps find and make -----------------------------------------------------
@@ -129,7 +137,9 @@ class CaptureSummary(Model):
 class Notification(Model):
     message_id: str
     recipients: tuple[str, ...]
-    status: str
+    status: str  # the service's final status ("Succeeded"), "undelivered" or "skipped: ..."
+    attempts: int = 1
+    error: str | None = None  # the last attempt's error, when undelivered
 
 
 # --- orchestration state and output ---------------------------------------------------
@@ -150,10 +160,20 @@ class Monitor(Model):
     last_status: str = "NotStarted"
 
 
+# The orchestrator's behaviour version. A change that would schedule different tasks for
+# a history already recorded (an activity inserted, removed or reordered before the point a
+# run in flight has reached) must be gated on `RunInput.version`, and this number raised:
+# runs in flight replay with the version they started with (missing = 1), new starts get
+# this one. Appending steps after every recorded point (at the very end) needs no gate.
+# See tests/e2e/test_versioning.py.
+CURRENT_VERSION = 2
+
+
 @dataclass(frozen=True)
 class RunInput(Model):
     request: CaptureRequest
     monitor: Monitor | None = None
+    version: int = 1
 
 
 @dataclass(frozen=True)
@@ -179,3 +199,4 @@ class RunResult(Model):
     summary: CaptureSummary | None = None
     notification: Notification | None = None
     warnings: tuple[str, ...] = ()
+    record: str | None = None  # where the run record is kept (it outlives the instance)

@@ -22,6 +22,15 @@ from alertcap.settings import Settings
 # through azure-mgmt-resource rather than pulling in azure-mgmt-compute).
 COMPUTE_API_VERSION = "2024-07-01"
 
+# Every call is bounded, so every activity is: a dependency that does not answer costs
+# seconds, not minutes (azure-core's defaults retry 10 times with up to 120 s between; the
+# storage SDK's wait 15 s, 18 s, 24 s...). The orchestration retries whole activities on
+# top of this, on durable timers.
+TIMEOUTS: dict[str, Any] = {"connection_timeout": 10, "read_timeout": 60}
+ARM_RETRY: dict[str, Any] = {"retry_total": 3, "retry_backoff_factor": 0.5,
+                             "retry_backoff_max": 10}
+STORAGE_RETRY: dict[str, Any] = {"retry_total": 2, "initial_backoff": 1, "increment_base": 2}
+
 
 def parse_connection_string(text: str) -> dict[str, str]:
     parts = (p.split("=", 1) for p in text.split(";") if "=" in p)
@@ -42,6 +51,7 @@ class Clients:
             "base_url": self.settings.arm_endpoint,
             "credential_scopes": [self.settings.arm_scope],
             "polling_interval": self.settings.lro_polling_seconds,
+            **TIMEOUTS, **ARM_RETRY,
         }
         if self.settings.ca_bundle:
             kwargs["connection_verify"] = self.settings.ca_bundle
@@ -81,6 +91,7 @@ class Clients:
                 from azure.communication.email import EmailClient
 
                 verify = {"connection_verify": s.ca_bundle} if s.ca_bundle else {}
+                verify = {**verify, **TIMEOUTS, **ARM_RETRY}
                 if s.email_connection_string:
                     self._email = EmailClient.from_connection_string(
                         s.email_connection_string, **verify)
@@ -93,16 +104,34 @@ class Clients:
 
     # --- blobs: the capture file Network Watcher wrote --------------------------------
 
-    def blob(self, blob_url: str) -> Any:
-        from azure.storage.blob import BlobClient
-
+    def _storage_credential(self) -> Any:
         conn = self.settings.blob_connection_string
         if conn:
             parts = parse_connection_string(conn)
-            key = {"account_name": parts.get("accountname", ""),
-                   "account_key": parts.get("accountkey", "")}
-            return BlobClient.from_blob_url(blob_url, credential=key)
-        return BlobClient.from_blob_url(blob_url, credential=self.credential)
+            return {"account_name": parts.get("accountname", ""),
+                    "account_key": parts.get("accountkey", "")}
+        return self.credential
+
+    def _storage_options(self) -> dict[str, Any]:
+        from azure.storage.blob import ExponentialRetry
+
+        return {"retry_policy": ExponentialRetry(**STORAGE_RETRY), **TIMEOUTS}
+
+    def blob(self, blob_url: str) -> Any:
+        from azure.storage.blob import BlobClient
+
+        return BlobClient.from_blob_url(blob_url, credential=self._storage_credential(),
+                                        **self._storage_options())
+
+    def records(self) -> Any:
+        """The container that keeps run records (ALERTCAP_RUNS_CONTAINER_URL)."""
+        from azure.storage.blob import ContainerClient
+
+        url = self.settings.runs_container_url
+        if not url:
+            raise ConfigError("run records are not kept: set ALERTCAP_RUNS_CONTAINER_URL")
+        return ContainerClient.from_container_url(url, credential=self._storage_credential(),
+                                                  **self._storage_options())
 
     def read_link(self, blob_url: str, hours: int) -> tuple[str, str]:
         """A read-only link to the blob that expires: account-key SAS where we hold the key

@@ -92,6 +92,11 @@ class FakeContext:
             self.now = max(self.now, timer.fire_at)
             timer.is_completed = True
             return timer
+        if task.kind == "timer":  # a durable sleep
+            assert task.fire_at is not None
+            self.now = max(self.now, task.fire_at)
+            task.is_completed = True
+            return None
         raise AssertionError(f"orchestrator yielded a bare {task.kind} task")
 
 

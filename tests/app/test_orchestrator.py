@@ -2,28 +2,31 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
-
-import pytest
 
 from activities.network import (
     AgentStatus,
     ClearStaleResult,
+    Deleted,
     LimitStatus,
     ResolvedWatcher,
     check_limit,
     clear_stale_capture,
     create_capture,
+    delete_capture,
     ensure_agent,
     get_capture_status,
     resolve_watcher,
     stop_capture,
 )
 from activities.notify import send as notify
+from activities.records import RecordRef, save_run
 from activities.summary import summarise_capture
 from alertcap.domain.run import (
+    CURRENT_VERSION,
     AlertInfo,
     CaptureOptions,
     CaptureRef,
@@ -36,7 +39,7 @@ from alertcap.domain.run import (
     Watcher,
 )
 from alertcap.domain.vm import VmRef
-from alertcap.errors import AgentMissing
+from alertcap.errors import AgentMissing, NotificationFailed
 from orchestrators.capture import capture_run
 from tests.app.orchestration_harness import ActivityFailed, FakeContext, drive, ok
 
@@ -47,7 +50,8 @@ WATCHER = Watcher(id="/subscriptions/00000000-0000-0000-0000-000000000000/resour
 BLOB = "https://acct.blob.core.windows.net/network-watcher-logs/x.cap"
 
 
-def request(time_limit: int = 60, **policy: Any) -> dict[str, Any]:
+def request(time_limit: int = 60, version: int = CURRENT_VERSION, **policy: Any
+            ) -> dict[str, Any]:
     req = CaptureRequest(
         vm=VmRef.parse(VM), location="eastus",
         alert=AlertInfo(schema="common", alert_rule="vm1-network-out", fired_at="2026-11-24T01:59:00Z"),
@@ -55,7 +59,7 @@ def request(time_limit: int = 60, **policy: Any) -> dict[str, Any]:
         policy=RunPolicy(**{"poll_interval_seconds": 10, "max_poll_interval_seconds": 30,
                             "stop_grace_seconds": 30, "storage_account_id": "/sa", **policy}),
         status_url="http://127.0.0.1:7071/runtime/webhooks/durabletask/instances/x")
-    return RunInput(req).to_dict()
+    return RunInput(req, version=version).to_dict()
 
 
 class Scenario:
@@ -78,6 +82,8 @@ class Scenario:
             summarise_capture.name: lambda p: ok(CaptureSummary(
                 blob_url=p["storage_path"], summary={"packets": 1234})),
             notify.name: self.notify,
+            save_run.name: lambda p: ok(RecordRef(f"{p['instance_id']}/x.json")),
+            delete_capture.name: lambda p: ok(Deleted(p["name"], True)),
         }
 
     def status(self, payload: dict[str, Any]) -> dict[str, Any]:
@@ -112,7 +118,7 @@ def test_success_chains_every_step_and_reports_the_capture() -> None:
     ctx, out = run(scenario)
     assert called(ctx)[:5] == [resolve_watcher.name, ensure_agent.name,
                                clear_stale_capture.name, check_limit.name, create_capture.name]
-    assert called(ctx)[-2:] == [summarise_capture.name, notify.name]
+    assert called(ctx)[-3:] == [summarise_capture.name, notify.name, save_run.name]
     assert stop_capture.name not in called(ctx)
     assert out["schema"] == "alertcap.run/1"
     assert out["outcome"] == "captured"
@@ -122,6 +128,8 @@ def test_success_chains_every_step_and_reports_the_capture() -> None:
     assert out["capture"]["name"].endswith("-20261124020000000")
     assert out["summary"]["summary"]["packets"] == 1234
     assert out["notification"]["message_id"] == "msg-1"
+    assert out["notification"]["attempts"] == 1
+    assert out["record"] == f"{ctx.instance_id}/x.json"  # kept beyond the instance
     assert out["polls"] == 4
     # The operator saw the capture progress in the custom status.
     capturing = [s for s in ctx.statuses if s["phase"] == "capturing"]
@@ -158,7 +166,7 @@ def test_capture_error_is_notified_as_a_failure_naming_the_cause() -> None:
     assert "CaptureFailed" in out["reason"]
     assert out["error"]["type"] == "CaptureFailed"
     assert summarise_capture.name not in called(ctx)
-    assert called(ctx)[-1] == notify.name
+    assert called(ctx)[-2:] == [notify.name, save_run.name]
     assert scenario.emails[0]["run"]["outcome"] == "failed"
 
 
@@ -191,7 +199,7 @@ def test_permanent_error_fails_fast_and_is_notified() -> None:
     scenario.handlers[ensure_agent.name] = lambda p: {"error": AgentMissing(
         "the Network Watcher agent is not installed on vm1").to_dict()}
     ctx, out = run(scenario)
-    assert called(ctx) == [resolve_watcher.name, ensure_agent.name, notify.name]
+    assert called(ctx) == [resolve_watcher.name, ensure_agent.name, notify.name, save_run.name]
     assert out["outcome"] == "failed"
     assert out["error"]["type"] == "AgentMissing"
     assert "not installed on vm1" in out["reason"]
@@ -212,19 +220,95 @@ def test_activity_failure_after_retries_stops_the_running_capture_and_notifies()
     ctx, out = run(scenario, request(time_limit=600))
     assert out["outcome"] == "failed"
     assert "get_capture_status" in out["reason"]
-    assert called(ctx)[-2:] == [stop_capture.name, notify.name]
+    assert called(ctx)[-3:] == [stop_capture.name, notify.name, save_run.name]
     assert out["stopped_by"] == "failure"
 
 
-def test_notify_failure_fails_the_instance_so_rewind_can_resend() -> None:
+def _email_outage(scenario: Scenario, failures: list[Exception]) -> None:
+    """The first len(failures) attempts fail as given; then the email goes out."""
+    outcomes = iter(failures)
+
+    def send(payload: dict[str, Any]) -> dict[str, Any]:
+        failure = next(outcomes, None)
+        if failure is None:
+            return scenario.notify(payload)
+        scenario.emails.append({**payload, "failed": True})
+        if isinstance(failure, NotificationFailed):
+            return {"error": failure.to_dict()}
+        raise failure
+
+    scenario.handlers[notify.name] = send
+
+
+def test_an_email_outage_is_retried_on_durable_timers_and_the_run_completes() -> None:
     scenario = Scenario(["Stopped"])
+    down = ActivityFailed("Activity function 'notify' failed: email service 503")
+    _email_outage(scenario, [down, down, down])
+    ctx, out = run(scenario, request(notify_first_retry_seconds=60,
+                                     notify_max_retry_seconds=150))
+    assert out["notification"]["status"] == "Succeeded"
+    assert out["notification"]["attempts"] == 4
+    waits = [s for s in ctx.statuses if s["phase"] == "notifying" and s.get("notifyAttempts")]
+    assert [s["notifyAttempts"] for s in waits] == [1, 2, 3]
+    assert all(s["phase"] == "notifying" and "503" in s["lastError"] for s in waits)
+    # 60 s, then doubling, capped at 150 s: 60, 120, 150.
+    sleeps = [t.fire_at for t in ctx.timers][-3:]
+    gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(sleeps)]
+    assert [round(g) for g in gaps] == [121, 151]  # each attempt also takes its 1 s
+    # The service may have taken a send that failed in transit: the same operation each
+    # time, so it is never sent twice.
+    assert len({e["idempotency_key"] for e in scenario.emails}) == 1
+    assert called(ctx)[-1] == save_run.name
 
-    def down(payload: dict[str, Any]) -> dict[str, Any]:
-        raise ActivityFailed("Activity function 'notify' failed: email service 503")
 
-    scenario.handlers[notify.name] = down
-    with pytest.raises(ActivityFailed):
-        run(scenario)
+def test_after_an_operation_that_definitely_failed_the_next_attempt_is_a_new_one() -> None:
+    scenario = Scenario(["Stopped"])
+    _email_outage(scenario, [NotificationFailed("the email service ended the send as Failed")])
+    _, out = run(scenario)
+    keys = [e["idempotency_key"] for e in scenario.emails]
+    assert len(keys) == 2 and keys[0] != keys[1] and keys[1].startswith(keys[0])
+    assert out["notification"]["status"] == "Succeeded"
+
+
+def test_a_notification_that_never_goes_out_leaves_a_completed_run_marked_undelivered() -> None:
+    scenario = Scenario(["Stopped"])
+    down = ActivityFailed("Activity function 'notify' failed: connection refused")
+    _email_outage(scenario, [down] * 1000)
+    ctx, out = run(scenario, request(notify_first_retry_seconds=60,
+                                     notify_max_retry_seconds=1800,
+                                     notify_give_up_seconds=86400))
+    assert out["outcome"] == "captured"  # the capture result is all there
+    assert out["notification"]["status"] == "undelivered"
+    assert "connection refused" in out["notification"]["error"]
+    assert 8 <= out["notification"]["attempts"] <= 60
+    assert ctx.now - datetime(2026, 11, 24, 2, 0) <= timedelta(hours=24, minutes=1)
+    assert called(ctx)[-1] == save_run.name  # and kept
+
+
+def test_a_failed_create_removes_whatever_landed_by_name() -> None:
+    scenario = Scenario(["Running"])
+
+    def lost(payload: dict[str, Any]) -> dict[str, Any]:
+        raise ActivityFailed("Activity function 'create_capture' failed: timeout")
+
+    scenario.handlers[create_capture.name] = lost
+    ctx, out = run(scenario)
+    assert out["outcome"] == "failed"
+    create = dict(ctx.calls)[create_capture.name]
+    assert dict(ctx.calls)[delete_capture.name]["name"] == create["name"]
+    # A run that started on the previous version replays as it was: no new step.
+    ctx1, _ = run(scenario, request(version=1))
+    assert delete_capture.name not in called(ctx1)
+
+
+def test_a_stale_capture_landing_late_is_swept_while_monitoring() -> None:
+    scenario = Scenario(["Running"] * 8 + ["Stopped"])
+    ctx, _ = run(scenario, request(time_limit=600))
+    sweeps = [p for name, p in ctx.calls if name == clear_stale_capture.name]
+    assert len(sweeps) == 1 + 2  # before the create, then polls 1 and 5 (9 finds it stopped)
+    assert {p["keep_name"] for p in sweeps} == {dict(ctx.calls)[create_capture.name]["name"]}
+    ctx1, _ = run(Scenario(["Running"] * 8 + ["Stopped"]), request(time_limit=600, version=1))
+    assert called(ctx1).count(clear_stale_capture.name) == 1
 
 
 def test_history_is_bounded_by_continue_as_new_and_resumes_the_monitor() -> None:
@@ -255,4 +339,4 @@ def test_a_windows_path_for_a_linux_vm_fails_before_anything_is_created() -> Non
     assert output["outcome"] == "failed"
     assert "windows path" in output["reason"] and "linux" in output["reason"]
     assert create_capture.name not in called(ctx)
-    assert called(ctx)[-1] == notify.name
+    assert called(ctx)[-2:] == [notify.name, save_run.name]

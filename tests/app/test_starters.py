@@ -21,8 +21,11 @@ VM1 = "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/demo-r
 
 
 class Status:
-    def __init__(self, runtime_status: str | None) -> None:
+    def __init__(self, runtime_status: str | None, input_: Any = None, output: Any = None
+                 ) -> None:
         self.runtime_status = runtime_status
+        self.input_ = input_
+        self.output = output
 
 
 class FakeClient:
@@ -33,6 +36,9 @@ class FakeClient:
         self.started: list[tuple[str, str, Any]] = []
         self.events: list[tuple[str, str, Any]] = []
         self.refuse_next_start = False
+        self.inputs: dict[str, Any] = {}
+        self.outputs: dict[str, Any] = {}
+        self.lose_next_race = False  # Azure Storage: both starts "succeed", the other's input stays
 
     def get_client_response_links(self, req: Any, instance_id: str) -> dict[str, str]:
         q = "?taskHub=alertcap&connection=Storage&code=SYSTEMKEY"
@@ -42,8 +48,12 @@ class FakeClient:
                 "rewindPostUri": BASE + instance_id + "/rewind?reason={text}&" + q[1:],
                 "purgeHistoryDeleteUri": BASE + instance_id + q}
 
-    async def get_status(self, instance_id: str) -> Status:
-        return Status(self.instances.get(instance_id))
+    async def get_status(self, instance_id: str, show_input: bool = False) -> Status:
+        # As the extension stores it: the SDK's JSON text, kept as a JSON string.
+        recorded = json.dumps(json.dumps(self.inputs[instance_id])) if (
+            show_input and instance_id in self.inputs) else None
+        return Status(self.instances.get(instance_id), recorded,
+                      self.outputs.get(instance_id))
 
     async def start_new(self, name: str, instance_id: str, client_input: Any) -> str:
         if self.refuse_next_start:  # another delivery of the alert won the race
@@ -52,6 +62,13 @@ class FakeClient:
             raise Exception("An instance with ID already exists")
         self.started.append((name, instance_id, client_input))
         self.instances[instance_id] = "Pending"
+        if self.lose_next_race:
+            self.lose_next_race = False
+            winner = json.loads(json.dumps(client_input))
+            winner["request"]["start_token"] = "the-other-delivery"
+            self.inputs[instance_id] = winner
+        else:
+            self.inputs[instance_id] = client_input
         return instance_id
 
     async def raise_event(self, instance_id: str, name: str, data: Any) -> None:
@@ -299,3 +316,49 @@ def test_host_json_refuses_to_replace_a_live_instance_in_azure() -> None:
     host = json.loads((Path(__file__).parent.parent.parent / "host.json").read_text())
     assert host["extensions"]["durableTask"]["overridableExistingInstanceStates"] == \
         "NonRunningStates"
+
+
+def test_a_start_that_lost_a_non_atomic_race_says_running_not_started() -> None:
+    """Azure Storage's create is not atomic: both racing starts return normally and one is
+    discarded later. Only the start whose token is in the recorded input says started."""
+    client = FakeClient()
+    client.lose_next_race = True
+    resp = call(Starter(client, settings()).alert(post(fixture("common-metric-fired.json"))))
+    assert resp.status_code == 200
+    assert [i["state"] for i in body(resp)["instances"]] == ["running"]
+    client2 = FakeClient()
+    resp2 = call(Starter(client2, settings()).alert(post(fixture("common-metric-fired.json"))))
+    assert resp2.status_code == 202
+    assert client2.started[0][2]["version"] >= 2  # new runs start on the current version
+
+
+def test_notify_again_starts_a_resend_of_a_completed_runs_output() -> None:
+    from orchestrators.deliver import NOTIFY_AGAIN_ORCHESTRATOR
+
+    client = FakeClient()
+    iid = "alertcap-vm1-0123456789ab"
+    client.instances[iid] = "Completed"
+    output = {"instance_id": iid, "vm_id": VM1, "outcome": "captured",
+              "started_at": "2026-11-24T02:00:00.000000Z",
+              "notification": {"message_id": "", "recipients": [], "status": "undelivered"}}
+    client.outputs[iid] = output
+    resp = call(Starter(client, settings()).notify_again(post(b""), iid))
+    assert resp.status_code == 202, body(resp)
+    name, again_id, again_input = client.started[0]
+    assert name == NOTIFY_AGAIN_ORCHESTRATOR and again_id.startswith(iid + "-notify-")
+    assert again_input["result"]["instance_id"] == iid
+    assert again_input["key"].startswith(f"{iid}/2026-11-24T02:00:00.000000Z/again/")
+    # Twice asked, twice a new key (each request is one new email).
+    call(Starter(client, settings()).notify_again(post(b""), iid))
+    assert client.started[1][2]["key"] != again_input["key"]
+
+
+@pytest.mark.parametrize(("state", "code"), [(None, 404), ("Running", 409), ("Failed", 409)])
+def test_notify_again_refuses_what_has_no_result(state: str | None, code: int) -> None:
+    client = FakeClient()
+    iid = "alertcap-vm1-0123456789ab"
+    if state:
+        client.instances[iid] = state
+    resp = call(Starter(client, settings()).notify_again(post(b""), iid))
+    assert resp.status_code == code and body(resp)["error"]["code"]
+    assert client.started == []
