@@ -1,13 +1,17 @@
-"""The activity blueprint: registers every activity declared with `@activity` in the
-modules below. No decisions here: the orchestrator decides what happens next."""
+"""The activity blueprint: registers every activity declared with `@activity` in this
+package. Every module of the package is imported here, so a new activity needs no entry
+in any list: declaring it beside its adapter is enough. No decisions here: the
+orchestrator decides what happens next."""
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from typing import Any
 
 import azure.durable_functions as df
 
-from activities import network, notify, summary  # noqa: F401  (importing declares them)
+import activities
 from activities.spec import Activity, declared
 
 bp = df.Blueprint()
@@ -22,5 +26,8 @@ def _register(spec: Activity[Any, Any]) -> None:
         bp.activity_trigger(input_name="payload", activity=spec.name)(run_activity))
 
 
+for _module in pkgutil.iter_modules(activities.__path__):
+    if _module.name != "functions":
+        importlib.import_module(f"activities.{_module.name}")
 for _spec in declared():
     _register(_spec)

@@ -193,6 +193,20 @@ class StackClient:
         """wait() with a progress line on stdout (the CLI and the demo)."""
         return self.wait(status_url, timeout=timeout, interval=1, on_status=ProgressPrinter())
 
+    def wait_for(self, status_url: str, ready: Callable[[dict[str, Any]], bool],
+                 timeout: float = 30) -> dict[str, Any]:
+        """Poll until READY(status) holds; fails if the run ends first."""
+        deadline = time.monotonic() + timeout
+        body: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            body = self.status(status_url)
+            if ready(body):
+                return body
+            if body.get("runtimeStatus") in TERMINAL:
+                raise AssertionError(f"run ended before it was ready: {body}")
+            time.sleep(0.2)
+        raise AssertionError(f"run was not ready in {timeout}s; last: {body}")
+
     def wait_phase(self, status_url: str, phase: str, timeout: float = 30) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         body: dict[str, Any] = {}

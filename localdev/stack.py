@@ -167,7 +167,7 @@ def up(port: int = 7071, fast: bool = True, arm_latency_ms: float = 0) -> dict[s
     if port and not port_free(port):
         raise SystemExit(f"port {port} is taken; stop what uses it or pass --port")
     from localdev import tls
-    from localdev.azurite import connection_string
+    from localdev.azurite import ACCOUNT, connection_string
 
     sup = supervisor()
     stack = STATE / "stack"
@@ -212,6 +212,8 @@ def up(port: int = 7071, fast: bool = True, arm_latency_ms: float = 0) -> dict[s
         "ALERTCAP_EMAIL_CONNECTION_STRING": f"endpoint={mail['endpoint']};accesskey={access_key}",
         "ALERTCAP_EMAIL_SENDER": "DoNotReply@alertcap.local",
         "ALERTCAP_EMAIL_RECIPIENTS": "oncall@alertcap.local",
+        # Run records in Azurite's account, as Azure keeps them in the app's own storage.
+        "ALERTCAP_RUNS_CONTAINER_URL": f"http://127.0.0.1:{blob_port}/{ACCOUNT}/alertcap-runs",
     }
     if fast:  # seconds, not minutes: the local stack answers at once
         values.update({
@@ -220,7 +222,10 @@ def up(port: int = 7071, fast: bool = True, arm_latency_ms: float = 0) -> dict[s
             # Continue as new every 4 polls, so every local run crosses a generation.
             "ALERTCAP_POLLS_PER_GENERATION": "4",
             "ALERTCAP_RETRY_FIRST_INTERVAL_MS": "1000", "ALERTCAP_RETRY_MAX_ATTEMPTS": "5",
-            "ALERTCAP_LRO_POLLING_SECONDS": "0.2"})
+            "ALERTCAP_LRO_POLLING_SECONDS": "0.2",
+            # A failed notification is retried within seconds (Azure: a minute, doubling).
+            "ALERTCAP_NOTIFY_RETRY_FIRST_SECONDS": "2", "ALERTCAP_NOTIFY_RETRY_MAX_SECONDS": "4",
+            "ALERTCAP_NOTIFY_GIVE_UP_SECONDS": "90"})
     write_secret(STATE / "app.settings.json", {"Values": values})
 
     say(f"Functions host on http://127.0.0.1:{port}")

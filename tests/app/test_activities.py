@@ -317,3 +317,17 @@ def test_every_activity_the_orchestrator_calls_is_registered() -> None:
         assert registered.get(spec.name) == "activityTrigger", spec.name
     assert len(declared()) >= 9
     assert registered[ORCHESTRATOR] == "orchestrationTrigger"
+    # Including those declared in modules nothing else imported first: every
+    # @activity("name") in the package's source is a registered activity.
+    import ast
+    from pathlib import Path
+
+    in_source = set()
+    for path in (Path(__file__).parent.parent.parent / "activities").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Call) and getattr(node.func, "id", "") == "activity"
+                    and node.args and isinstance(node.args[0], ast.Constant)):
+                in_source.add(node.args[0].value)
+    assert "save_run" in in_source
+    assert {n for n in in_source if registered.get(n) == "activityTrigger"} == in_source
+
