@@ -56,6 +56,7 @@ SEEDED_ACTIONS = [
     "Microsoft.Network/networkWatchers/packetCaptures/write",
     "Microsoft.Network/networkWatchers/packetCaptures/delete",
     "Microsoft.Network/networkWatchers/packetCaptures/queryStatus/action",
+    "Microsoft.Network/networkWatchers/packetCaptures/queryStatus/read",
     "Microsoft.Network/networkWatchers/packetCaptures/stop/action",
     "Microsoft.Compute/virtualMachines/read",
     "Microsoft.Compute/virtualMachines/write",
@@ -212,6 +213,7 @@ def up(port: int = 7071, fast: bool = True, arm_latency_ms: float = 0) -> dict[s
         "ALERTCAP_EMAIL_CONNECTION_STRING": f"endpoint={mail['endpoint']};accesskey={access_key}",
         "ALERTCAP_EMAIL_SENDER": "DoNotReply@alertcap.local",
         "ALERTCAP_EMAIL_RECIPIENTS": "oncall@alertcap.local",
+        "ALERTCAP_DOCTOR_TARGETS": f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{DEMO_RG}",
     }
     if fast:  # seconds, not minutes: the local stack answers at once
         values.update({

@@ -445,7 +445,7 @@ def storage_checks(arm: ArmReader, s: Settings, probe: Probe
                                    "Check the account's firewall, private endpoint DNS and "
                                    "the app's outbound network (VNet integration)."))
         if not checks:
-            checks.append(ok("storage", sid, f"{name}: {sku.get('name')}, TLS {tls}, "
+            checks.append(ok("storage", sid, f"{name}: {sku.get('name')}, minimum {tls}, "
                                              "shared keys allowed, blob endpoint reachable"))
         return checks
 
