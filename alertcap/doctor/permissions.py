@@ -1,9 +1,8 @@
 """Which RBAC actions a capture run needs on each scope, and how Azure matches them.
 
-Boundary: pure data and pure matching, no I/O. The table is the app's own copy of what
-`infra/permissions.py` derives for each custom role (that file is deployment metadata and
-never ships); `tests/app/test_doctor.py` loads infra/permissions.py by path and fails if
-the two drift.
+Boundary: pure data and pure matching, no I/O. The table is the app's own copy of what the
+deployment's metadata derives for each custom role (that file never ships in the app
+package); `tests/app/test_doctor.py` loads it by path and fails if the two drift.
 
 Matching follows the ARM permissions API (`GET {scope}/providers/Microsoft.Authorization/
 permissions`): every entry of its `value` is one role's permission block; an action is
@@ -20,7 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
-# Scope kinds, as infra/permissions.py names them.
+# Scope kinds, as the deployment metadata names them.
 WATCHERS = "watchers"
 VMS = "vms"
 AGENT = "agent"
@@ -31,7 +30,7 @@ _PC = f"{_NW}/packetCaptures"
 _VM = "Microsoft.Compute/virtualMachines"
 _SA = "Microsoft.Storage/storageAccounts"
 
-# Control-plane actions per scope: the custom roles (infra/permissions.custom_role_actions).
+# Control-plane actions per scope: the custom roles (custom_role_actions(scope) there).
 ACTIONS: dict[str, tuple[str, ...]] = {
     WATCHERS: (
         f"{_NW}/read",
@@ -62,9 +61,9 @@ BLOB_READER_DATA_ACTIONS: tuple[str, ...] = (f"{_SA}/blobServices/containers/blo
 
 # Which role to grant for a missing action, for the printed fix.
 ROLE_HINT = {
-    WATCHERS: "the alertcap custom role for Network Watcher (infra: captureResourceGroupIds)",
-    VMS: "the alertcap custom role for VMs (infra: vmResourceIds' resource groups)",
-    AGENT: "the alertcap agent role (infra: installAgent=true)",
+    WATCHERS: "the alertcap custom role for Network Watcher (template: captureResourceGroupIds)",
+    VMS: "the alertcap custom role for VMs (template: vmResourceIds' resource groups)",
+    AGENT: "the alertcap agent role (template: installAgent=true)",
     CAPTURE_STORAGE: "the alertcap custom role for the capture storage account",
 }
 
