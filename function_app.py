@@ -9,9 +9,11 @@ import azure.functions as func
 
 from activities.functions import bp as activities
 from orchestrators.functions import bp as orchestrators
+from starters.doctor import bp as doctor
 from starters.http import bp as starters
 
 app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(starters)
 app.register_functions(orchestrators)
 app.register_functions(activities)
+app.register_functions(doctor)

@@ -55,6 +55,8 @@ ENV: dict[str, str | None] = {
     "ALERTCAP_NOTIFY_RETRY_MAX_SECONDS": "1800",
     "ALERTCAP_NOTIFY_GIVE_UP_SECONDS": "86400",
     "ALERTCAP_RUNS_CONTAINER_URL": None,
+    "ALERTCAP_DOCTOR_TARGETS": None,
+    "ALERTCAP_DOCTOR_STATE_BLOB": None,
 }
 
 
@@ -75,6 +77,11 @@ class Settings:
     email_sender: str | None = None
     email_recipients: tuple[str, ...] = ()
     max_body_bytes: int = limits.DEFAULT_MAX_BODY_BYTES
+    # What the doctor checks: VM ids and resource-group ids (standby VMs, a later feature,
+    # join this list). Checked by the doctor itself, so a typo here never stops captures.
+    doctor_targets: tuple[str, ...] = ()
+    # Blob URL where the scheduled doctor keeps the problems it last notified.
+    doctor_state_blob: str | None = None
 
     def __repr__(self) -> str:
         # Connection strings hold account keys: never let them reach a log via repr.
@@ -200,6 +207,9 @@ class Settings:
             email_recipients=recipients,
             max_body_bytes=number("ALERTCAP_MAX_BODY_BYTES", limits.MIN_MAX_BODY_BYTES,
                                   limits.MAX_MAX_BODY_BYTES),
+            doctor_targets=tuple(t.strip() for t in (text("ALERTCAP_DOCTOR_TARGETS") or "")
+                                 .replace(";", ",").split(",") if t.strip()),
+            doctor_state_blob=text("ALERTCAP_DOCTOR_STATE_BLOB"),
         )
 
 

@@ -44,6 +44,9 @@ BUILTIN_ROLES: dict[str, str] = {
     # (narrower than Contributor). Equivalent custom actions: CommunicationServices/Read,
     # CommunicationServices/Write, EmailServices/Write.
     "Communication and Email Service Owner": "09976791-48a7-449e-bb21-39d1a415f350",
+    # The host storage account's role (HOST_ROLES): the scheduled doctor keeps its state
+    # (problems already notified) in a blob there.
+    "Storage Blob Data Owner": "b7e6dc6d-f1e8-4753-8033-0f276bb0955b",
 }
 
 # Roles the platform (not our code) needs: the Functions host on its own storage account
@@ -123,6 +126,14 @@ PERMISSIONS: dict[str, Permission] = {p.operation: p for p in (
                granted_by="Storage Blob Data Reader",
                why="read_link signs an expiring read-only user delegation SAS "
                    "(blobServices/generateUserDelegationKey/action)"),
+    # --- the scheduled doctor's state (alertcap/doctor/schedule.py), host account only ---
+    Permission("blob.upload_blob", data_actions=(
+        f"{_SA}/blobServices/containers/blobs/write",),
+        granted_by="Storage Blob Data Owner",
+        why="the doctor's timer writes the problems it notified (ALERTCAP_DOCTOR_STATE_BLOB)"),
+    Permission("blob_service.create_container", granted_by="Storage Blob Data Owner",
+               why="the doctor's state container, made on first write "
+                   "(blobServices/containers/write)"),
     # --- Email (azure-communication-email) ----------------------------------------------
     Permission("email.begin_send", granted_by="Communication and Email Service Owner",
                why="notify sends the email with the managed identity"),

@@ -56,6 +56,7 @@ SEEDED_ACTIONS = [
     "Microsoft.Network/networkWatchers/packetCaptures/write",
     "Microsoft.Network/networkWatchers/packetCaptures/delete",
     "Microsoft.Network/networkWatchers/packetCaptures/queryStatus/action",
+    "Microsoft.Network/networkWatchers/packetCaptures/queryStatus/read",
     "Microsoft.Network/networkWatchers/packetCaptures/stop/action",
     "Microsoft.Compute/virtualMachines/read",
     "Microsoft.Compute/virtualMachines/write",
@@ -214,6 +215,7 @@ def up(port: int = 7071, fast: bool = True, arm_latency_ms: float = 0) -> dict[s
         "ALERTCAP_EMAIL_RECIPIENTS": "oncall@alertcap.local",
         # Run records in Azurite's account, as Azure keeps them in the app's own storage.
         "ALERTCAP_RUNS_CONTAINER_URL": f"http://127.0.0.1:{blob_port}/{ACCOUNT}/alertcap-runs",
+        "ALERTCAP_DOCTOR_TARGETS": f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{DEMO_RG}",
     }
     if fast:  # seconds, not minutes: the local stack answers at once
         values.update({

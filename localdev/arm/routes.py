@@ -44,6 +44,7 @@ TABLE: list[tuple[str, str, View]] = [
     ("DELETE", PC, network.delete_capture),
     ("POST", PC + "/stop", network.stop_capture),
     ("POST", PC + "/queryStatus", network.query_status),
+    ("GET", RG + "/providers/Microsoft.Compute/virtualMachines", compute.list_vms),
     ("GET", VM, compute.get_vm),
     ("GET", VM + "/instanceView", compute.get_vm_instance_view),
     ("GET", VM + "/extensions", compute.list_extensions),

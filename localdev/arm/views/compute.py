@@ -135,6 +135,15 @@ async def get_vm(srv: ArmServer, request: web.Request, p: dict[str, str]) -> web
     return web.json_response(vm_json(srv, _vm(srv, p), _expand_instance_view(request)))
 
 
+async def list_vms(srv: ArmServer, request: web.Request, p: dict[str, str]) -> web.Response:
+    """``GET .../resourceGroups/{rg}/providers/Microsoft.Compute/virtualMachines``: the
+    group's VMs (scale-set instances are not listed here, as in Compute)."""
+    rg = p["rg"].lower()
+    return web.json_response({"value": [
+        vm_json(srv, vm, _expand_instance_view(request)) for vm in srv.config.vms
+        if vm.resource_group.lower() == rg]})
+
+
 async def get_vm_instance_view(srv: ArmServer, _r: web.Request, p: dict[str, str]) -> web.Response:
     return web.json_response(vm_instance_view(_vm(srv, p)))
 
