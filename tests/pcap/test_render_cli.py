@@ -98,7 +98,7 @@ def test_cli_text_json_and_stdin(tmp_path: Path) -> None:
     assert text.returncode == 0 and text.stdout.startswith(b"Capture summary")
     js = _cli(str(path), "--json", "--top", "2")
     d = json.loads(js.stdout)
-    assert js.returncode == 0 and d["schema"] == "alertcap.summary/1"
+    assert js.returncode == 0 and d["schema"] == "alertcap.summary/2"
     assert len(d["top_talkers"]) == 2
     piped = _cli("-", "--json", stdin=data)
     assert piped.returncode == 0
