@@ -94,17 +94,27 @@ Known limits:
   pcap (Network Watcher writes classic pcap).
 """
 
+from alertcap.pcap.chart import timeline_png
+from alertcap.pcap.findings import KINDS, AlertSignal, findings, verdict
 from alertcap.pcap.reader import CaptureReader, NotACaptureError
 from alertcap.pcap.render import render_html, render_text
+from alertcap.pcap.slices import selectors, write_slices
 from alertcap.pcap.summary import SCHEMA, Summary, summarise, summarise_path
 
 __all__ = [
+    "KINDS",
     "SCHEMA",
+    "AlertSignal",
     "CaptureReader",
     "NotACaptureError",
     "Summary",
+    "findings",
     "render_html",
     "render_text",
+    "selectors",
     "summarise",
     "summarise_path",
+    "timeline_png",
+    "verdict",
+    "write_slices",
 ]

@@ -158,11 +158,14 @@ def connections(tb: Tables, top: int, iso: Callable[[float | None], str | None])
             src, dst, _sport, dport = _split(o_key)
             pk = _packets(o) + _packets(r)
             by = o[BYTES] + (r[BYTES] if r is not None else 0)
-            for table_, gk in ((groups, (proto, src, dst, dport)), (by_pair, (proto, src, dst)),
-                               (by_port, (proto, src, dport))):  # fmt: skip
-                g = table_.get(gk)  # type: ignore[attr-defined]
+            tables: tuple[tuple[dict[Any, _Group], tuple[Any, ...]], ...] = (
+                (groups, (proto, src, dst, dport)), (by_pair, (proto, src, dst)),
+                (by_port, (proto, src, dport)),
+            )  # fmt: skip
+            for table_, gk in tables:
+                g = table_.get(gk)
                 if g is None:
-                    g = table_[gk] = _Group()  # type: ignore[index]
+                    g = table_[gk] = _Group()
                 g.add(state, o[FIRST], end, units, pk, by)
                 if table_ is by_pair:
                     g.ports.add(dport)

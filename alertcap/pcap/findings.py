@@ -295,12 +295,12 @@ def findings(summary: dict[str, Any], alert: AlertSignal | None = None) -> list[
     if retx >= _T["retx_count"] and pct >= _T["retx_percent"]:
         worst = (s.get("top_conversations_by_retransmissions") or [None])[0]
         ratio = pct / _T["retx_percent"]
-        who = (f"; most in {_ep(worst['a'], worst['a_port'])} <-> "
+        worst_in = (f"; most in {_ep(worst['a'], worst['a_port'])} <-> "
                f"{_ep(worst['b'], worst['b_port'])} ({worst['retransmissions']:,})"
                if worst else "")  # fmt: skip
         out.append(_f(
             "retransmission_storm", "high" if ratio >= 3 else "medium", ratio, approx,
-            f"{retx:,} of {tcp_pk:,} TCP segments ({pct:.1f} %) were retransmitted{who}.",
+            f"{retx:,} of {tcp_pk:,} TCP segments ({pct:.1f} %) were retransmitted{worst_in}.",
             culprit=worst["a"] if worst else None,
             hosts=[worst["a"], worst["b"]] if worst else [],
             ports=[worst["b_port"]] if worst and worst["b_port"] is not None else [],
@@ -390,10 +390,11 @@ def findings(summary: dict[str, Any], alert: AlertSignal | None = None) -> list[
     if d.get("responses", 0) >= _T["dns_responses"] and (
         d.get("failure_percent", 0.0) >= _T["dns_fail_percent"]
     ):
-        names = d.get("top_failed_names") or []
+        failed_names = d.get("top_failed_names") or []
         ratio = d["failure_percent"] / _T["dns_fail_percent"]
         rc = d.get("rcodes") or {}
-        top_name = f"; most for {names[0]['name']} ({names[0]['responses']:,})" if names else ""
+        top_name = (f"; most for {failed_names[0]['name']} ({failed_names[0]['responses']:,})"
+                    if failed_names else "")  # fmt: skip
         out.append(_f(
             "dns_failures", "high" if ratio >= 3 else "medium", ratio, approx or d["approximate"],
             f"{d['failures']:,} of {d['responses']:,} DNS responses ({d['failure_percent']:.0f} %)"
@@ -401,7 +402,7 @@ def findings(summary: dict[str, Any], alert: AlertSignal | None = None) -> list[
             f"{rc.get('SERVFAIL', 0):,}){top_name}.",
             culprit=None, hosts=[], ports=[53], slice_=_sel("udp", None, None, None, 53),
             evidence={"responses": d["responses"], "failures": d["failures"], "rcodes": rc,
-                      "top_failed_names": names[:5]},
+                      "top_failed_names": failed_names[:5]},
         ))  # fmt: skip
     dur = s.get("duration_s") or 0.0
     for q in (d.get("top_query_sources") or [])[:1]:
@@ -482,18 +483,18 @@ def alert_context(s: dict[str, Any], alert: AlertSignal | None) -> dict[str, Any
         rows = local.get("top_outbound" if out else "top_inbound") or []
         field = "bytes_out" if out else "bytes_in"
         total = local.get(field) or 0
-        top = rows[:3]
+        top_rows = rows[:3]
         who = "; ".join(
             f"{_ep(r['a'], r['a_port'])} <-> {_ep(r['b'], r['b_port'])} "
-            f"{_bytes(r[field])} ({_pct(r[field], total)})" for r in top
+            f"{_bytes(r[field])} ({_pct(r[field], total)})" for r in top_rows
         ) or "none"
         sentence = head + (f"{host} {'sent' if out else 'received'} {_bytes(total)} in the "
                            f"capture; most in {who}.")  # fmt: skip
-        remote = [r["b"] if r["a"] == host else r["a"] for r in top]
+        remote = [r["b"] if r["a"] == host else r["a"] for r in top_rows]
         return _f("alert_context", "info", 0.0, False, sentence, culprit=host,
                   hosts=[host, *remote], evidence={"metric": metric, field: total,
                   "top": [{k: r[k] for k in ("proto", "a", "a_port", "b", "b_port", field)}
-                          for r in top]})  # fmt: skip
+                          for r in top_rows]})  # fmt: skip
     return _f("alert_context", "info", 0.0, False,
               head + "this metric has no direct counterpart in the packets; see the findings "
               "and the timeline.", culprit=None, hosts=[], evidence={"metric": metric})  # fmt: skip

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 import struct
+from typing import Any
 
 __all__ = ["RCODES", "Names", "parse_dns", "parse_http_host", "parse_sni"]
 
@@ -161,7 +162,7 @@ class Names:
             slot = self.by_addr[addr] = {}
         slot.setdefault(source, name)
 
-    def _count(self, table: dict, key: tuple) -> None:  # type: ignore[type-arg]
+    def _count(self, table: dict[Any, int], key: tuple[str, Any]) -> None:
         if key in table or len(table) < self.max_names:
             table[key] = table.get(key, 0) + 1
         else:

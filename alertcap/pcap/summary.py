@@ -489,15 +489,15 @@ def _build(
     out["findings"] = findings(out, alert)
     out["verdict"] = verdict(out["findings"], out)
     hosts = {h for f in out["findings"] for h in f.get("hosts", [])}
-    for key in ("top_conversations_by_packets", "top_conversations_by_bytes"):
-        for row in out[key]:
+    for table_name in ("top_conversations_by_packets", "top_conversations_by_bytes"):
+        for row in out[table_name]:
             hosts.update((row["a"], row["b"]))
     for row in out["top_talkers"]:
         hosts.add(row["host"])
     out["names"] = analysis.names_for(tb.names, hosts)
     named = {n["address"]: n["name"] for n in out["names"]}
-    for key in ("top_conversations_by_packets", "top_conversations_by_bytes"):
-        for row in out[key]:
+    for table_name in ("top_conversations_by_packets", "top_conversations_by_bytes"):
+        for row in out[table_name]:
             row["a_name"], row["b_name"] = named.get(row["a"]), named.get(row["b"])
     for row in out["top_talkers"]:
         row["name"] = named.get(row["host"])

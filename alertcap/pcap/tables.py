@@ -288,7 +288,8 @@ class Tables:
             st[NEXT] += INSPECT  # read the client's first data: TLS SNI, HTTP Host
 
     def count_unreachable(
-        self, sender: bytes, receiver: bytes, code: int, inner: bytes | bytearray, v6: bool
+        self, sender: bytes | bytearray, receiver: bytes | bytearray, code: int,
+        inner: bytes | bytearray, v6: bool,
     ) -> None:
         """An ICMP destination unreachable; ``inner`` is the quoted IP header + 4 bytes."""
         proto, dst, dport = -1, b"", -1
