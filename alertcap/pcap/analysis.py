@@ -239,10 +239,6 @@ def dns(tb: Tables, top: int) -> dict[str, Any]:
     if n is None:
         return out
     failed = sum(v for k, v in n.rcodes.items() if k in (2, 3))
-    answered: dict[str, list[str]] = {}
-    for a, slot in n.by_addr.items():
-        if "dns" in slot:
-            answered.setdefault(slot["dns"], []).append(addr(a))
     out |= {
         "responses": n.dns_responses,
         "rcodes": {RCODES.get(k, f"RCODE{k}"): v for k, v in sorted(n.rcodes.items())},
@@ -256,7 +252,7 @@ def dns(tb: Tables, top: int) -> dict[str, Any]:
         ],
         "top_names": [
             {"name": k[0], "rcode": RCODES.get(k[1], f"RCODE{k[1]}"), "responses": v,
-             "addresses": sorted(answered.get(k[0], []))[:8]}
+             "addresses": sorted(addr(a) for a in n.answers.get(k[0], []))}
             for k, v in heapq.nlargest(top, n.qnames.items(), key=lambda i: i[1])
         ],
         "approximate": n.dns_parsed < n.dns_responses or bool(n.dropped),

@@ -151,6 +151,7 @@ class Names:
         self.dns_parsed = 0
         self.rcodes: dict[int, int] = {}
         self.qnames: dict[tuple[str, int], int] = {}  # (name, rcode) -> responses
+        self.answers: dict[str, list[bytes]] = {}  # name -> up to 8 addresses answered
         self.dropped = 0  # names not kept because a table was full
 
     def _remember(self, addr: bytes, source: str, name: str) -> None:
@@ -187,6 +188,12 @@ class Names:
         self._count(self.qnames, (qname, rcode))
         for a in addrs:
             self._remember(a, "dns", qname)
+        if addrs:
+            known = self.answers.get(qname)
+            if known is None and len(self.answers) < self.max_names:
+                known = self.answers[qname] = []
+            if known is not None:
+                known.extend(a for a in addrs if a not in known and len(known) < 8)
 
     def tcp_payload(self, data: bytes, server: bytes) -> None:
         name = parse_sni(data)
