@@ -53,7 +53,7 @@ def test_png_marks_the_alert_and_draws_the_series() -> None:
     t = time.perf_counter()
     png = timeline_png(s)
     elapsed = time.perf_counter() - t
-    width, height, palette, rows = _decode_png(png)
+    width, _height, palette, rows = _decode_png(png)
     assert (width, palette[6]) == (640, (214, 39, 40))
     tl = s["timeline"]
     span = len(tl["packets_per_s"]) * tl["bucket_s"]
@@ -70,7 +70,7 @@ def test_png_marks_the_alert_and_draws_the_series() -> None:
 
 
 def test_png_without_packets_is_still_a_picture() -> None:
-    w, h, _, rows = _decode_png(timeline_png({}))
+    w, _h, _, rows = _decode_png(timeline_png({}))
     assert w == 640 and any(1 in r for r in rows)
 
 
