@@ -85,54 +85,18 @@ def _packets(st: State | None) -> int:
     return sum(st[BIN0:]) if st is not None else 0
 
 
-class _Group:
-    __slots__ = (
-        "bytes",
-        "closed",
-        "fast",
-        "first",
-        "hosts",
-        "last",
-        "n",
-        "packets",
-        "ports",
-        "starts",
-        "states",
-    )  # fmt: skip
-
-    def __init__(self) -> None:
-        self.n = self.closed = self.fast = self.packets = self.bytes = 0
-        self.first = 1 << 62
-        self.last = 0
-        self.states: Counter[str] = Counter()
-        self.starts: Counter[int] = Counter()  # connections started per whole second
-        self.ports: set[int] = set()
-        self.hosts: set[bytes] = set()
-
-    def add(self, state: str | None, start: int, end: int, units: int, pk: int, by: int) -> None:
-        self.n += 1
-        self.packets += pk
-        self.bytes += by
-        if state is not None:
-            self.states[state] += 1
-        self.first = min(self.first, start)
-        self.last = max(self.last, start)
-        self.starts[start // units] += 1
-        if state in CLOSED:
-            self.closed += 1
-            if end and end - start < units:
-                self.fast += 1
-
-
 def connections(tb: Tables, top: int, iso: Callable[[float | None], str | None]) -> dict[str, Any]:
     """Connection states, the busiest (originator, responder, port) groups, and
     scan/sweep candidates (TCP and UDP flows)."""
     units = tb.units or 1
     states: Counter[str] = Counter()
     total = closed = fast = 0
-    groups: dict[tuple[int, bytes, bytes, int], _Group] = {}
-    by_pair: dict[tuple[int, bytes, bytes], _Group] = {}
-    by_port: dict[tuple[int, bytes, int], _Group] = {}
+    # one row per connection; groups hold row indices, and only the top groups
+    # are summed up (most groups are never shown)
+    conns: list[tuple[str | None, int, int, int, int]] = []  # state, start, end, pk, bytes
+    groups: dict[tuple[int, bytes, bytes, int], list[int]] = {}
+    by_pair: dict[tuple[int, bytes, bytes], tuple[list[int], set[int]]] = {}
+    by_port: dict[tuple[int, bytes, int], tuple[list[int], set[bytes]]] = {}
     for proto, table in ((6, tb.tcp), (17, tb.udp)):
         for key, st in table.items():
             rkey = reverse_key(key)
@@ -146,63 +110,88 @@ def connections(tb: Tables, top: int, iso: Callable[[float | None], str | None])
             ):
                 o_key, o, r = rkey, rst, st
             state = None
-            end = max(o[LAST], r[LAST] if r is not None else 0)
+            r_pk = sum(r[BIN0:]) if r is not None else 0
+            end = max(o[LAST], r[LAST]) if r is not None else o[LAST]
             if proto == 6:
-                state = conn_state(o[3], r[3] if r is not None else 0, _packets(r) > 0)
+                state = conn_state(o[3], r[3] if r is not None else 0, r_pk > 0)
                 states[state] += 1
                 total += 1
                 if state in CLOSED:
                     closed += 1
                     if end and end - o[FIRST] < units:
                         fast += 1
-            src, dst, _sport, dport = _split(o_key)
-            pk = _packets(o) + _packets(r)
-            by = o[BYTES] + (r[BYTES] if r is not None else 0)
-            tables: tuple[tuple[dict[Any, _Group], tuple[Any, ...]], ...] = (
-                (groups, (proto, src, dst, dport)), (by_pair, (proto, src, dst)),
-                (by_port, (proto, src, dport)),
-            )  # fmt: skip
-            for table_, gk in tables:
-                g = table_.get(gk)
-                if g is None:
-                    g = table_[gk] = _Group()
-                g.add(state, o[FIRST], end, units, pk, by)
-                if table_ is by_pair:
-                    g.ports.add(dport)
-                elif table_ is by_port:
-                    g.hosts.add(dst)
+            a = (len(o_key) - 4) // 2
+            src, dst, dport = o_key[:a], o_key[a : 2 * a], o_key[-2] << 8 | o_key[-1]
+            idx = len(conns)
+            conns.append((state, o[FIRST], end, sum(o[BIN0:]) + r_pk,
+                          o[BYTES] + (r[BYTES] if r is not None else 0)))  # fmt: skip
+            gk = (proto, src, dst, dport)
+            g = groups.get(gk)
+            if g is None:
+                groups[gk] = [idx]
+            else:
+                g.append(idx)
+            pk_ = (proto, src, dst)
+            bp = by_pair.get(pk_)
+            if bp is None:
+                by_pair[pk_] = ([idx], {dport})
+            else:
+                bp[0].append(idx)
+                bp[1].add(dport)
+            sk = (proto, src, dport)
+            bh = by_port.get(sk)
+            if bh is None:
+                by_port[sk] = ([idx], {dst})
+            else:
+                bh[0].append(idx)
+                bh[1].add(dst)
 
-    def common(g: _Group) -> dict[str, Any]:
+    def common(rows: list[int]) -> dict[str, Any]:
+        st_count: Counter[str] = Counter()
+        starts: Counter[int] = Counter()
+        first, last, n_closed, n_fast, pk, by = 1 << 62, 0, 0, 0, 0, 0
+        for i in rows:
+            state, start, end, p, b = conns[i]
+            if state is not None:
+                st_count[state] += 1
+                if state in CLOSED:
+                    n_closed += 1
+                    if end and end - start < units:
+                        n_fast += 1
+            starts[start // units] += 1
+            first, last = min(first, start), max(last, start)
+            pk += p
+            by += b
         return {
-            "connections": g.n,
-            "states": dict(g.states.most_common()),
-            "first": g.first / units,
-            "first_iso": iso(g.first / units),
-            "span_s": round((g.last - g.first) / units, 6),
-            "peak_per_s": max(g.starts.values()),
-            "closed": g.closed,
-            "closed_within_1s": g.fast,
-            "packets": g.packets,
-            "bytes": g.bytes,
+            "connections": len(rows),
+            "states": dict(st_count.most_common()),
+            "first": first / units,
+            "first_iso": iso(first / units),
+            "span_s": round((last - first) / units, 6),
+            "peak_per_s": max(starts.values()),
+            "closed": n_closed,
+            "closed_within_1s": n_fast,
+            "packets": pk,
+            "bytes": by,
         }
 
     proto_name = {6: "tcp", 17: "udp"}
     top_groups = [
         {"proto": proto_name[k[0]], "orig": addr(k[1]), "resp": addr(k[2]), "port": k[3]}
-        | common(g)
-        for k, g in heapq.nlargest(top, groups.items(), key=lambda i: i[1].n)
+        | common(rows)
+        for k, rows in heapq.nlargest(top, groups.items(), key=lambda i: len(i[1]))
     ]
     scanners = [
         {"proto": proto_name[k[0]], "orig": addr(k[1]), "resp": addr(k[2]),
-         "ports": len(g.ports), "sample_ports": sorted(g.ports)[:10]} | common(g)
-        for k, g in heapq.nlargest(top, by_pair.items(), key=lambda i: len(i[1].ports))
-        if len(g.ports) > 1
+         "ports": len(ports), "sample_ports": sorted(ports)[:10]} | common(rows)
+        for k, (rows, ports) in heapq.nlargest(top, by_pair.items(), key=lambda i: len(i[1][1]))
+        if len(ports) > 1
     ]  # fmt: skip
     sweepers = [
-        {"proto": proto_name[k[0]], "orig": addr(k[1]), "port": k[2], "hosts": len(g.hosts),
-         "sample_hosts": sorted(addr(h) for h in list(g.hosts)[:10])} | common(g)
-        for k, g in heapq.nlargest(top, by_port.items(), key=lambda i: len(i[1].hosts))
-        if len(g.hosts) > 1
+        {"proto": proto_name[k[0]], "orig": addr(k[1]), "port": k[2], "hosts": len(hosts),
+         "sample_hosts": sorted(addr(h) for h in list(hosts)[:10])} | common(rows)
+        for k, (rows, hosts) in heapq.nlargest(top, by_port.items(), key=lambda i: len(i[1][1]))
+        if len(hosts) > 1
     ]  # fmt: skip
     services = [
         {"host": addr(k[:-2]), "port": k[-2] << 8 | k[-1], "syn": v[0], "syn_ack": v[1],

@@ -439,16 +439,19 @@ def _build(
     out["local_host"] = None
     if local is not None:
         local_s = _addr(local)
-        outbound = []
-        inbound = []
-        for item in convs.items():
-            d = conv_out(item)
-            if d["a"] == local_s:
-                outbound.append((d["bytes_a_to_b"], d))
-                inbound.append((d["bytes_b_to_a"], d))
-            elif d["b"] == local_s:
-                outbound.append((d["bytes_b_to_a"], d))
-                inbound.append((d["bytes_a_to_b"], d))
+        # (bytes the VM sent, bytes it received, conversation key) per conversation
+        flows_of_local: list[tuple[int, int, bytes]] = []
+        for conv_key, c in convs.items():
+            ends = conv_key[1:]
+            half = (len(ends) if len(ends) in (8, 32) else len(ends) - 4) // 2
+            if ends[:half] == local:
+                flows_of_local.append((c[1], c[3], conv_key))
+            elif ends[half : 2 * half] == local:
+                flows_of_local.append((c[3], c[1], conv_key))
+        outbound = [(b, conv_out((k, convs[k])))
+                    for b, _r, k in _top(flows_of_local, top, key=lambda r: r[0])]
+        inbound = [(r, conv_out((k, convs[k])))
+                   for _b, r, k in _top(flows_of_local, top, key=lambda r: r[1])]  # fmt: skip
         received = 0
         for k, p in pairs.items():
             a = len(k) // 2

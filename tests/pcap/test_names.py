@@ -159,6 +159,7 @@ def tcpdump(tmp_path: Path) -> Iterator[tuple[Path, subprocess.Popen[bytes]]]:
         if proc.poll() is None:
             proc.terminate()
             proc.wait(timeout=10)
+        proc.stderr.close()
 
 
 def _self_signed(tmp: Path) -> tuple[Path, Path]:
