@@ -255,6 +255,24 @@ def findings(summary: dict[str, Any], alert: AlertSignal | None = None) -> list[
                 evidence={"syn": syn, "syn_ack": t["syn_ack"], "rst": rst},
             ))  # fmt: skip
 
+    # the same per host: floods and scans spread over many ports and sources
+    covered = {f["hosts"][-1] for f in out if f["kind"] in ("half_open", "rejected_connections")}
+    for t in conns.get("syn_target_hosts") or []:
+        syn, unanswered = t["syn"], t["unanswered"]
+        if t["host"] in covered:
+            continue
+        if unanswered >= _T["s0_unanswered"] and unanswered >= _T["s0_share"] * syn:
+            ratio = unanswered / _T["s0_unanswered"]
+            out.append(_f(
+                "half_open", "high" if ratio >= 3 else "medium", ratio, approx,
+                f"{t['host']} got {syn:,} SYNs on many ports; {unanswered:,} "
+                f"({_pct(unanswered, syn)}) were never answered (half-open, Zeek S0).",
+                culprit=None, hosts=[t["host"]], since=t["first"],
+                slice_=_sel("tcp", None, None, t["host"]),
+                evidence={"syn": syn, "syn_ack": t["syn_ack"], "rst": t["rst"],
+                          "unanswered": unanswered, "per_host": True},
+            ))  # fmt: skip
+
     for sc in conns.get("scanners") or []:
         failed = sum(v for k, v in sc["states"].items() if k in ("S0", "REJ", "RSTOS0"))
         ports = sc["ports"]

@@ -127,6 +127,9 @@ class Tables:
     # dst addr + dst port -> [SYNs to it, SYN-ACKs from it, RSTs from it, first SYN time]
     services: dict[bytes, list[int]] = field(default_factory=dict)
     rst_by: dict[bytes, int] = field(default_factory=dict)  # src addr -> RSTs sent
+    # dst addr -> [SYNs to it, SYN-ACKs from it, RSTs from it, first SYN time]: the
+    # same per host, for floods and scans spread over many ports
+    syn_hosts: dict[bytes, list[int]] = field(default_factory=dict)
     # (icmp sender, receiver, unreachable code, inner proto, inner dst, inner dport) -> count
     unreachable: dict[tuple[bytes, bytes, int, int, bytes, int], int] = field(
         default_factory=dict
@@ -258,6 +261,9 @@ class Tables:
                 svc = self.services.get(key[:a] + key[-4:-2])
                 if svc is not None:
                     svc[1] += 1
+                    host = self.syn_hosts.get(key[:a])
+                    if host is not None:
+                        host[1] += 1
             else:
                 self.syn += 1
                 self.tl_syn[self.tcur] += 1
@@ -269,6 +275,11 @@ class Tables:
                     svc = self.services[skey] = [0, 0, 0, sec * self.units + frac]
                 if svc is not None:
                     svc[0] += 1
+                host = self.syn_hosts.get(skey[:-2])
+                if host is None and len(self.syn_hosts) < self.max_hosts:
+                    host = self.syn_hosts[skey[:-2]] = [0, 0, 0, sec * self.units + frac]
+                if host is not None:
+                    host[0] += 1
         if flags & 4:
             self.rst += 1
             st[FLAGS] |= F_RST
@@ -279,6 +290,9 @@ class Tables:
             svc = self.services.get(src + key[-4:-2])
             if svc is not None:
                 svc[2] += 1
+                host = self.syn_hosts.get(src)
+                if host is not None:
+                    host[2] += 1
         if flags & 1:
             self.fin += 1
             st[FLAGS] |= F_FIN

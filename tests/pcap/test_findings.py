@@ -307,3 +307,24 @@ def test_fin_without_ack_flag_still_closes() -> None:
     c.send(t, 0, FIN)
     c.send(t + 0.001, 1, FIN | ACK)
     assert _summary(cap)["connections"]["states"] == {"SF": 1}
+
+
+def test_half_open_spread_over_ports_and_sources() -> None:
+    """The benchmark's worst case in small: SYNs from random sources to random
+    ports of one host; no single service stands out, the host does."""
+    import random
+
+    rnd = random.Random(3)
+    cap = Capture()
+    _background(cap)
+    for i in range(300):
+        src = f"100.{rnd.randrange(64, 128)}.{rnd.randrange(256)}.{rnd.randrange(1, 255)}"
+        seg = pcapgen.tcp(rnd.randrange(1024, 65536), rnd.randrange(1, 65536), i, 0, SYN)
+        cap.add(2 + i * 0.01, ether(ipv4(src, "10.0.0.4", 6, seg)))
+    s = _summary(cap)
+    f = _one(s, "half_open")
+    assert f["hosts"] == ["10.0.0.4"] and f["evidence"]["per_host"] is True
+    assert f["evidence"]["unanswered"] == 300
+    assert f["sentence"] == ("10.0.0.4 got 300 SYNs on many ports; 300 (100 %) were never "
+                             "answered (half-open, Zeek S0).")  # fmt: skip
+    assert "port_scan" not in _kinds(s)
