@@ -18,8 +18,9 @@ Memory is bounded by construction:
   entries in ``other``, packets are counted only per IP protocol in
   ``remainder``.  Totals therefore stay exact; only the breakdown gets
   coarser, and the summary says so.  With the default limits, the worst case
-  (a million SYNs from random sources to random ports) peaks at about 75 MB
-  for the whole process, summary included (see bench/pcap_bench.py).
+  (a million SYNs from random sources to random ports) peaks at about 100 MB
+  for the whole process, summary and findings included (see
+  bench/pcap_bench.py).
 * ``syn_per_second`` has one entry per second of capture time that saw a SYN,
   at most ``max_seconds``.
 * ``services`` (TCP SYNs per destination address+port, and the SYN-ACKs and
