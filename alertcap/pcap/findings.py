@@ -33,7 +33,8 @@ at three times a threshold, "medium" at 1.5 times, else "low"):
 ``retransmission_storm``
     >= 5 % of TCP segments retransmitted, at least 100 of them.
 ``reset_storm``
-    >= 100 RSTs and at least one per three TCP connections.
+    >= 100 established connections reset (Zeek ``RSTO``/``RSTR``), at least
+    one in three.
 ``dominant_flow``
     one conversation carries >= 60 % of all bytes (captures over 1 MB).
 ``large_transfer``
@@ -327,18 +328,22 @@ def findings(summary: dict[str, Any], alert: AlertSignal | None = None) -> list[
             evidence={"retransmissions": retx, "tcp_packets": tcp_pk, "percent": pct},
         ))  # fmt: skip
 
-    rst = tcp.get("rst", 0)
+    # Resets of established connections (Zeek RSTO/RSTR); refusals (REJ) are
+    # rejected_connections / port_scan evidence instead.
+    st_all = conns.get("states") or {}
+    aborted = st_all.get("RSTO", 0) + st_all.get("RSTR", 0)
     n_conn = max(conns.get("tcp_connections", 0), 1)
-    if rst >= _T["rst_count"] and rst >= _T["rst_per_conn"] * n_conn:
+    if aborted >= _T["rst_count"] and aborted >= _T["rst_per_conn"] * n_conn:
         top_s = (conns.get("rst_senders") or [None])[0]
-        ratio = rst / _T["rst_count"]
+        ratio = aborted / _T["rst_count"]
         out.append(_f(
             "reset_storm", "high" if ratio >= 3 else "medium", ratio, approx,
-            f"{rst:,} TCP resets for {n_conn:,} connections"
-            + (f"; {top_s['host']} sent {top_s['rst']:,} of them." if top_s else "."),
+            f"{aborted:,} of {n_conn:,} TCP connections were reset after they were established"
+            f" (RSTO {st_all.get('RSTO', 0):,}, RSTR {st_all.get('RSTR', 0):,})"
+            + (f"; {top_s['host']} sent {top_s['rst']:,} RSTs." if top_s else "."),
             culprit=top_s["host"] if top_s else None, hosts=[top_s["host"]] if top_s else [],
             slice_=_sel("tcp", top_s["host"]) if top_s else None,
-            evidence={"rst": rst, "tcp_connections": n_conn,
+            evidence={"aborted": aborted, "rst": tcp.get("rst", 0), "tcp_connections": n_conn,
                       "top_sender": top_s},
         ))  # fmt: skip
 
@@ -501,7 +506,8 @@ def alert_context(s: dict[str, Any], alert: AlertSignal | None) -> dict[str, Any
         rows = local.get("top_outbound" if out else "top_inbound") or []
         field = "bytes_out" if out else "bytes_in"
         total = local.get(field) or 0
-        top_rows = rows[:3]
+        # the top three, without crumbs under 1 % of the total
+        top_rows = [r for i, r in enumerate(rows[:3]) if i == 0 or r[field] * 100 >= total]
         who = "; ".join(
             f"{_ep(r['a'], r['a_port'])} <-> {_ep(r['b'], r['b_port'])} "
             f"{_bytes(r[field])} ({_pct(r[field], total)})" for r in top_rows

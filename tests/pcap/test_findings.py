@@ -133,6 +133,7 @@ def test_port_scan() -> None:
     assert f["culprit"] == "10.0.0.66" and f["hosts"] == ["10.0.0.66", "10.0.0.4"]
     ev = f["evidence"]
     assert ev["ports"] == 300 and ev["states"] == {"REJ": 298, "RSTO": 2}
+    assert _kinds(s) == ["port_scan"]  # the refusals are the scan's, not a reset storm
     assert f["sentence"].startswith("10.0.0.66 probed 300 TCP ports on 10.0.0.4 in 3.0 s; 298")
     assert f["severity"] == "high" and f["confidence"] == "high"
 
@@ -178,7 +179,8 @@ def test_reset_storm() -> None:
     assert "connection_churn" not in _kinds(s)
     f = _one(s, "reset_storm")
     assert f["culprit"] == "10.0.0.5" and f["evidence"]["rst"] == 200
-    assert f["sentence"] == "200 TCP resets for 200 connections; 10.0.0.5 sent 200 of them."
+    assert f["sentence"] == ("200 of 200 TCP connections were reset after they were established"
+                             " (RSTO 0, RSTR 200); 10.0.0.5 sent 200 RSTs.")  # fmt: skip
     assert s["connections"]["states"] == {"RSTR": 200}
 
 
