@@ -255,6 +255,40 @@ class Tables:
     ) -> None:
         """Count a SYN, FIN or RST segment (and track its sequence number)."""
         a = (len(key) - 4) // 2
+        if flags & 0x17 == 2:
+            # A bare SYN, the whole of a SYN flood or scan: one straight path.
+            self.syn += 1
+            self.tl_syn[self.tcur] += 1
+            st[FLAGS] |= F_SYN
+            sps = self.syn_per_second
+            if sec in sps:
+                sps[sec] += 1
+            elif len(sps) < self.max_seconds:
+                sps[sec] = 1
+            else:
+                self.dropped_seconds += 1
+            dst = key[a : 2 * a]
+            skey = dst + key[-2:]
+            svc = self.services.get(skey)
+            if svc is None and len(self.services) < self.max_hosts:
+                svc = self.services[skey] = [0, 0, 0, sec * self.units + frac]
+            if svc is not None:
+                svc[0] += 1
+            host = self.syn_hosts.get(dst)
+            if host is None and len(self.syn_hosts) < self.max_hosts:
+                host = self.syn_hosts[dst] = [0, 0, 0, sec * self.units + frac]
+            if host is not None:
+                host[0] += 1
+            nxt = st[NEXT]
+            if nxt is None:
+                return  # an aggregate row: no sequence tracking
+            if nxt == -1:  # the flow's first segment (track_seq's first case)
+                nxt = st[NEXT] = (seq + payload + 1) & _MASK32
+            else:
+                track_seq(self, st, seq, payload, flags)
+            if self.names is not None:
+                st[NEXT] += INSPECT  # read the client's first data: TLS SNI, HTTP Host
+            return
         if flags & 2:
             if flags & 16:
                 self.syn_ack += 1
