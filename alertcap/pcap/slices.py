@@ -57,13 +57,26 @@ def selectors(summary: dict[str, Any], *, findings: int = 5, conversations: int 
 
 
 class _Matcher:
-    def __init__(self, sel: dict[str, Any]) -> None:
+    def __init__(self, name: str, sel: dict[str, Any]) -> None:
         def packed(h: Any) -> bytes | None:
-            return ipaddress.ip_address(h).packed if h else None
+            if h is None:
+                return None
+            try:
+                return ipaddress.ip_address(h).packed
+            except ValueError:
+                raise ValueError(f"slice {name!r}: not an IP address: {h!r}") from None
 
-        self.proto = _PROTO.get(sel.get("proto") or "") if sel.get("proto") else None
+        def port(p: Any) -> int | None:
+            if p is None or (isinstance(p, int) and not isinstance(p, bool) and 0 <= p < 65536):
+                return p
+            raise ValueError(f"slice {name!r}: not a port: {p!r}")
+
+        proto = sel.get("proto")
+        if proto is not None and proto not in _PROTO:
+            raise ValueError(f"slice {name!r}: unknown protocol {proto!r} (one of {list(_PROTO)})")
+        self.proto = _PROTO[proto] if proto is not None else None
         self.a, self.b = packed(sel.get("a")), packed(sel.get("b"))
-        self.ap, self.bp = sel.get("a_port"), sel.get("b_port")
+        self.ap, self.bp = port(sel.get("a_port")), port(sel.get("b_port"))
 
     def _one(self, src: bytes, dst: bytes, sp: int | None, dp: int | None) -> bool:
         return (
@@ -123,9 +136,12 @@ def write_slices(
     stream: Readable, sels: dict[str, dict[str, Any]], *,
     max_packets: int = MAX_PACKETS, max_bytes: int = MAX_BYTES,
 ) -> tuple[dict[str, bytes], dict[str, SliceInfo]]:  # fmt: skip
-    """One pass over ``stream``: ``({name: pcap bytes}, {name: SliceInfo})``."""
+    """One pass over ``stream``: ``({name: pcap bytes}, {name: SliceInfo})``.
+
+    Raises ValueError (naming the slice) for a selector that is not an IP
+    address, port or known protocol, before reading the stream."""
+    matchers = {name: _Matcher(name, sel) for name, sel in sels.items()}
     reader = CaptureReader(stream)
-    matchers = {name: _Matcher(sel) for name, sel in sels.items()}
     info = {name: SliceInfo() for name in sels}
     header: tuple[int, int] | None = None  # (link type, units)
     le = struct.Struct("<IIII")

@@ -137,3 +137,15 @@ def test_cli_png_and_slices(tmp_path: Path) -> None:
     bad = subprocess.run([sys.executable, "-m", "alertcap.pcap", str(path), "--alert-time",
                           "soon"], capture_output=True, cwd=ROOT, timeout=60)  # fmt: skip
     assert bad.returncode == 2 and b"not a time" in bad.stderr and b"Traceback" not in bad.stderr
+
+
+def test_bad_selectors_are_refused_by_name() -> None:
+    import pytest
+
+    data = pcapgen.mixed().cap.pcap()
+    for sel, message in (({"a": "10.0.0.999"}, "not an IP address"),
+                         ({"b_port": 70000}, "not a port"),
+                         ({"proto": "sctp"}, "unknown protocol")):  # fmt: skip
+        with pytest.raises(ValueError, match=message) as err:
+            write_slices(io.BytesIO(data), {"mine": sel})
+        assert "'mine'" in str(err.value)
