@@ -5,17 +5,24 @@ mixed, realistic-looking VM traffic (TCP bulk and request/response flows with
 handshakes, teardowns, retransmissions and resets, a surge in the second half;
 DNS over UDP, ICMP, ARP, some IPv6 and VLAN-tagged frames), then times
 
-* ours:   ``python -m alertcap.pcap FILE --json`` in a child process, and
+* ours:   ``python -m alertcap.pcap FILE --json --alert-time T`` in a child
+  process -- everything on: findings, names (DNS/SNI/HTTP), timeline,
+  before/after the alert -- and
 * tshark: ``tshark -q -z conv,tcp -r FILE``,
 * ours again on the same packets converted to pcapng (if editcap is there),
 * ours on a port scan from random sources (the memory worst case),
 
 several runs each, alternating (median wall time, peak RSS of the child from
 ``resource.getrusage(RUSAGE_CHILDREN)`` measured in a fresh helper process per
-run), and finally our peak RSS on a ~1 GB capture.  Files live in /tmp and are
-deleted afterwards.  Results go to bench/results/pcap.json and pcap.md.
+run), and finally our peak RSS on a ~1 GB capture.  It also times the
+timeline PNG on the 1M-packet summary and, given ``--chart-python`` (a Python
+with Pillow and matplotlib installed, never the app's venv), the import time
+and installed size of those libraries against our stdlib writer.  Files live
+in /tmp and are deleted afterwards.  Results go to bench/results/pcap.json and
+pcap.md.
 
     .venv/bin/python bench/pcap_bench.py [--packets N] [--runs N] [--gb-size BYTES]
+        [--chart-python PATH]
 """
 
 from __future__ import annotations
@@ -257,9 +264,11 @@ def main() -> int:
     ap.add_argument("--packets", type=int, default=1_000_000)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--gb-size", type=int, default=1 << 30, help="size of the large file")
+    ap.add_argument("--chart-python", help="a python with Pillow and matplotlib, to compare")
     args = ap.parse_args()
     tshark = shutil.which("tshark")
-    ours = [sys.executable, "-m", "alertcap.pcap", "--json"]
+    # the generated captures start at 1_760_000_000; the alert fires mid-capture
+    ours = [sys.executable, "-m", "alertcap.pcap", "--json", "--alert-time", "1760000060"]
     env_path = str(ROOT)
     os.environ["PYTHONPATH"] = env_path + os.pathsep + os.environ.get("PYTHONPATH", "")
     result: dict[str, object] = {
@@ -300,6 +309,7 @@ def main() -> int:
             subprocess.run([editcap, "-F", "pcapng", str(small), str(ng)], check=True)
             result["ours_pcapng"] = bench("ours ng", [*ours, str(ng)], args.runs, args.packets)
             ng.unlink()
+        result["chart"] = chart(small, args.chart_python)
         small.unlink()
 
         big = Path(tmp) / "bench-1g.pcap"
@@ -325,6 +335,81 @@ def main() -> int:
     return 0
 
 
+_CHART = r"""
+import io, json, sys, time, zlib
+t = time.perf_counter()
+from alertcap.pcap import summarise_path
+from alertcap.pcap.chart import timeline_png
+s = summarise_path(sys.argv[1], alert_time=1760000060).to_dict()
+times = []
+for _ in range(5):
+    t = time.perf_counter()
+    png = timeline_png(s)
+    times.append(time.perf_counter() - t)
+print(json.dumps({"png_s": sorted(times)[2], "png_bytes": len(png),
+                  "findings": [f["kind"] for f in s["findings"]],
+                  "verdict": s["verdict"]["lines"]}))
+"""
+
+
+def _import_time(python: str, stmt: str, runs: int = 5) -> float:
+    """Median wall time of a fresh interpreter running ``stmt``, minus an empty one."""
+    def once(code: str) -> float:
+        t = time.perf_counter()
+        subprocess.run([python, "-c", code], check=True, capture_output=True)
+        return time.perf_counter() - t
+
+    base = statistics.median(once("pass") for _ in range(runs))
+    return max(statistics.median(once(stmt) for _ in range(runs)) - base, 0.0)
+
+
+def _installed_mb(python: str, modules: list[str]) -> float:
+    code = ("import importlib.util, os, sys, json\n"
+            "total = 0\n"
+            "for m in sys.argv[1:]:\n"
+            "    spec = importlib.util.find_spec(m)\n"
+            "    d = os.path.dirname(spec.origin)\n"
+            "    for root, _, files in os.walk(d):\n"
+            "        total += sum(os.path.getsize(os.path.join(root, f)) for f in files)\n"
+            "    libs = d + '.libs'\n"
+            "    for root, _, files in os.walk(libs):\n"
+            "        total += sum(os.path.getsize(os.path.join(root, f)) for f in files)\n"
+            "print(total)")  # fmt: skip
+    out = subprocess.run([python, "-c", code, *modules], capture_output=True, text=True,
+                         check=True)  # fmt: skip
+    return int(out.stdout) / 1e6
+
+
+def chart(capture: Path, chart_python: str | None) -> dict[str, object]:
+    """PNG render time on the bench summary; chart libraries' weight and import time."""
+    out = subprocess.run([sys.executable, "-c", _CHART, str(capture)], capture_output=True,
+                         text=True, check=True)  # fmt: skip
+    r: dict[str, object] = json.loads(out.stdout)
+    ours_mb = sum(p.stat().st_size for p in (ROOT / "alertcap" / "pcap").glob("chart.py")) / 1e6
+    libs = {"stdlib zlib + 5x7 font (alertcap.pcap.chart)": {
+        # the module alone, loaded by path: what it adds to an app that has the package
+        "import_s": round(_import_time(sys.executable, (
+            "import importlib.util as u; s = u.spec_from_file_location('chart', "
+            f"{str(ROOT / 'alertcap' / 'pcap' / 'chart.py')!r}); "
+            "s.loader.exec_module(u.module_from_spec(s))")), 3),
+        "installed_mb": round(ours_mb, 3)}}  # fmt: skip
+    if chart_python:
+        libs["Pillow"] = {"import_s": round(_import_time(chart_python, "import PIL.Image, "
+                                                         "PIL.ImageDraw"), 3),
+                          "installed_mb": round(_installed_mb(chart_python, ["PIL"]), 1)}
+        libs["matplotlib (Agg)"] = {
+            "import_s": round(_import_time(chart_python, "import matplotlib; "
+                                           "matplotlib.use('Agg'); import matplotlib.pyplot"), 3),
+            "installed_mb": round(_installed_mb(
+                chart_python, ["matplotlib", "numpy", "PIL", "fontTools", "kiwisolver",
+                               "contourpy", "cycler", "pyparsing", "dateutil"]), 1)}  # fmt: skip
+    r["libraries"] = libs
+    print(f"  png {r['png_s']:.3f} s, {r['png_bytes']} bytes; findings {r['findings']}")
+    for name, v in libs.items():
+        print(f"  {name}: import {v['import_s']} s, {v['installed_mb']} MB")
+    return r
+
+
 def markdown(r: dict) -> str:  # type: ignore[type-arg]
     f = r["file"]
     lines = [
@@ -334,6 +419,8 @@ def markdown(r: dict) -> str:  # type: ignore[type-arg]
         f"{len(r['ours']['runs'])} runs; {r['machine']['python']} on {r['machine']['platform']}"
         f" ({r['machine']['cpus']} CPUs), {r['date']}. Generated by `bench/pcap_bench.py`.",
         "",
+        "Everything is on in our runs: findings, names (DNS/SNI/HTTP), the timeline and the "
+        "before/after split at an alert time. "
         "Traffic: Ethernet, ~4,000 TCP flows (10% IPv6, 3% VLAN-tagged; handshakes, "
         "request/response and bulk transfers, ~1% retransmissions, resets), DNS over UDP, "
         "ICMP, ARP, and one conversation surging in the second half. Peak RSS is the "
@@ -362,6 +449,14 @@ def markdown(r: dict) -> str:  # type: ignore[type-arg]
         lines += ["", f"The same packets as pcapng (converted by editcap): ours "
                   f"{ng['median_s']:.2f} s, {ng['packets_per_s']:,} packets/s, "
                   f"peak RSS {ng['peak_rss_mb']:.0f} MB."]  # fmt: skip
+    if "chart" in r:
+        c = r["chart"]
+        lines += ["", f"Timeline PNG on this capture's summary: {c['png_s'] * 1000:.0f} ms, "
+                  f"{c['png_bytes']:,} bytes. Findings: {', '.join(c['findings'])}.", "",
+                  "| chart option | import time (cold, s) | installed size (MB) |",
+                  "|---|---:|---:|"]  # fmt: skip
+        for name, v in c["libraries"].items():
+            lines.append(f"| {name} | {v['import_s']:.3f} | {v['installed_mb']:.3f} |")
     lg = r["large_file"]
     lines += [
         "",

@@ -43,9 +43,9 @@ from __future__ import annotations
 import struct
 
 from alertcap.pcap.reader import Chunk
-from alertcap.pcap.tables import NEXT, Tables, reverse_key, track_seq
+from alertcap.pcap.tables import INSPECT, NEXT, Tables, reverse_key, track_seq
 
-__all__ = ["NON_IP_NAMES", "decode", "reverse_key", "scan", "split_key"]
+__all__ = ["NON_IP_NAMES", "decode", "inspect", "reverse_key", "scan", "split_key", "transport"]
 
 _IP4 = struct.Struct(">BxH2xHxB")  # version/IHL, total length, flags/fragment, protocol
 _IP6 = struct.Struct(">4xHB")  # payload length, next header
@@ -162,8 +162,11 @@ def scan(chunk: Chunk, tb: Tables) -> None:
     new_flow = tb.new_flow
     tcp_flags = tb.tcp_flags
     advance = tb.advance
+    units = tb.units
     cur = tb.cur
     be_sec, be_frac = tb.bin_end
+    # packets and bytes of the current timeline bucket: locals, flushed by advance()
+    tpk = tby = 0
     off = 0
     last = -1
     last_header = n - 16
@@ -176,7 +179,10 @@ def scan(chunk: Chunk, tb: Tables) -> None:
         last = off
         off = end
         if ts_sec >= be_sec and (ts_sec > be_sec or ts_frac >= be_frac):
-            cur, be_sec, be_frac = advance(ts_sec, ts_frac)
+            cur, be_sec, be_frac = advance(ts_sec, ts_frac, tpk, tby)
+            tpk = tby = 0
+        tpk += 1
+        tby += wirelen
 
         if caplen >= fast_min:
             # The fast path; its TCP branch is the hottest code in this package.
@@ -194,25 +200,30 @@ def scan(chunk: Chunk, tb: Tables) -> None:
                     try:
                         st = tcp[key]  # a subscript is cheaper than .get(); misses are rare
                     except KeyError:
-                        st = new_flow(tcp, key, 6, cur)
+                        st = new_flow(tcp, key, 6, ts_sec * units + ts_frac)
                     st[0] += wirelen
                     st[cur] += 1
                     payload = iplen - 20 - ((doff >> 2) & 0x3C)
                     if flags & 7:  # SYN, FIN or RST: rare, so a call is fine
-                        tcp_flags(st, seq, payload, flags, ts_sec)
+                        tcp_flags(st, key, seq, payload, flags, ts_sec, ts_frac)
                     elif payload > 0:
                         if seq == st[NEXT]:
                             st[NEXT] = seq + payload  # in order: the common case
                         else:
+                            nxt = st[NEXT]
+                            if nxt is not None and nxt >= INSPECT:
+                                inspect(buf, p, end, lt, 6, tb)
                             track_seq(tb, st, seq, payload, flags)
                     continue
                 if proto == 17:
                     try:
                         st = udp[key]
                     except KeyError:
-                        st = new_flow(udp, key, 17, cur)
+                        st = new_flow(udp, key, 17, ts_sec * units + ts_frac)
                     st[0] += wirelen
                     st[cur] += 1
+                    if st[2]:  # a DNS response
+                        inspect(buf, p, end, lt, 17, tb)
                     continue
 
         # Everything else: the general decoder, then the same counting.
@@ -221,22 +232,86 @@ def scan(chunk: Chunk, tb: Tables) -> None:
             continue
         key, proto, l4, l4len = found
         table = tcp if proto == 6 else udp
-        st = table.get(key) or new_flow(table, key, proto, cur)
+        st = table.get(key) or new_flow(table, key, proto, ts_sec * units + ts_frac)
         st[0] += wirelen
         st[cur] += 1
         if proto == 6:
             seq, doff, flags = tcp_hdr(buf, l4 + 4)
             payload = l4len - ((doff >> 2) & 0x3C)
             if flags & 7:
-                tcp_flags(st, seq, payload, flags, ts_sec)
+                tcp_flags(st, key, seq, payload, flags, ts_sec, ts_frac)
             elif payload > 0:
+                nxt = st[NEXT]
+                if nxt is not None and nxt >= INSPECT:
+                    inspect(buf, p, end, lt, 6, tb)
                 track_seq(tb, st, seq, payload, flags)
+        elif st[2]:
+            inspect(buf, p, end, lt, 17, tb)
 
     chunk.used = off
+    if tpk:
+        tb.tl_packets[tb.tcur] += tpk
+        tb.tl_bytes[tb.tcur] += tby
     if last >= 0:
         ts_sec, ts_frac = rec(buf, last)[:2]
         tb.t_last = ts_sec * tb.units + ts_frac
     tb.cur = cur
+
+
+def inspect(buf: bytes | bytearray, p: int, end: int, lt: int, proto: int, tb: Tables) -> None:
+    """Hand the TCP/UDP payload of the packet at ``buf[p:end]`` to ``tb.names``."""
+    if tb.names is None:
+        return
+    found = transport(buf, p, end, lt)
+    if found is None:
+        return
+    l4, stop, dst = found
+    if proto == 6:
+        start = l4 + ((buf[l4 + 12] >> 2) & 0x3C)
+        tb.names.tcp_payload(bytes(buf[start:stop]), bytes(dst))
+    else:
+        tb.names.dns_response(buf[l4 + 8 : stop])
+
+
+def transport(
+    buf: bytes | bytearray, p: int, end: int, lt: int
+) -> tuple[int, int, bytes | bytearray] | None:
+    """(transport header offset, end of the IP payload within the capture,
+    destination address) of a TCP/UDP packet; None if it is not one.  Side-effect free, for the rare
+    packets whose payload is read."""
+    if lt == 1:
+        q, et = p + 14, (buf[p + 12] << 8 | buf[p + 13] if p + 14 <= end else -1)
+    elif lt == 113:
+        q, et = p + 16, (buf[p + 14] << 8 | buf[p + 15] if p + 16 <= end else -1)
+    elif lt == 276:
+        q, et = p + 20, (buf[p] << 8 | buf[p + 1] if p + 20 <= end else -1)
+    elif lt in _RAW_IP:
+        q, et = p, ((0x86DD if buf[p] >> 4 == 6 else 0x0800) if p < end else -1)
+    elif lt in _NULL:
+        af = buf[p] | buf[p + 3] if p + 4 <= end else -1
+        q, et = p + 4, (0x0800 if af == 2 else 0x86DD if af in _AF_INET6 else -1)
+    else:
+        return None
+    while et in _VLAN and q + 4 <= end:
+        et = buf[q + 2] << 8 | buf[q + 3]
+        q += 4
+    if et == 0x0800 and q + 20 <= end:
+        vihl, iplen, _frag, proto = _IP4.unpack_from(buf, q)
+        l4 = q + ((vihl & 15) << 2)
+        stop = min(end, q + iplen) if iplen else end
+        dst = buf[q + 16 : q + 20]
+    elif et == 0x86DD and q + 40 <= end:
+        plen, proto = _IP6.unpack_from(buf, q)
+        l4 = q + 40
+        if proto != 6 and proto != 17:
+            l4, proto = _ip6_transport(buf, l4, end, proto)
+        stop = min(end, q + 40 + plen) if plen else end
+        dst = buf[q + 24 : q + 40]
+    else:
+        return None
+    if (proto == 6 and l4 + 20 <= stop) or (proto == 17 and l4 + 8 <= stop):
+        return l4, stop, dst
+    return None
 
 
 def decode(
@@ -285,6 +360,9 @@ def decode(
         vihl, iplen, frag, proto = _IP4.unpack_from(buf, q)
         ihl = (vihl & 15) << 2
         l4 = q + ihl
+        if proto == 1 and buf[l4 : l4 + 1] == b"\x03" and not frag & 0x1FFF:
+            tb.count_unreachable(buf[q + 12 : q + 16], buf[q + 16 : q + 20], buf[l4 + 1],
+                                 buf[l4 + 8 : min(end, l4 + 72)], False)  # fmt: skip
         if frag & 0x1FFF or ihl < 20 or not (
             (proto == 6 and l4 + 20 <= end) or (proto == 17 and l4 + 8 <= end)
         ):
@@ -303,6 +381,9 @@ def decode(
         l4 = q + 40
         if proto != 6 and proto != 17:
             l4, proto = _ip6_transport(buf, l4, end, proto)
+        if proto == 58 and buf[l4 : l4 + 1] == b"\x01" and l4 + 2 <= end:
+            tb.count_unreachable(buf[q + 8 : q + 24], buf[q + 24 : q + 40], buf[l4 + 1],
+                                 buf[l4 + 8 : min(end, l4 + 92)], True)  # fmt: skip
         if not ((proto == 6 and l4 + 20 <= end) or (proto == 17 and l4 + 8 <= end)):
             if proto == 6 or proto == 17:
                 tb.short_packets += 1

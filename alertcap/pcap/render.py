@@ -2,7 +2,12 @@
 
 Boundary: works only from the JSON-safe dict of ``Summary.to_dict()`` (the
 email is rendered later from orchestration output, so no live objects), and
-tolerates missing keys.  Every value that reaches HTML is escaped: addresses,
+tolerates missing keys.  Layout, for the reader woken at 2 AM: the verdict
+(what, who, since when, how sure), the findings, then the timeline picture
+(HTML: ``<img src="cid:timeline">``; the caller attaches the PNG of
+``chart.timeline_png`` inline under that content id), then the tables -- in
+the text part each collapsed to its top ``rows`` (default 5).  Every value
+that reaches HTML is escaped: addresses,
 ports and protocol names are derived from untrusted packets and file bytes.
 The HTML uses tables and inline styles only (mail clients drop <style>).
 """
@@ -51,11 +56,17 @@ def _endpoint(host: Any, port: Any) -> str:
 
 
 def _conv(c: dict[str, Any]) -> str:
+    names = " / ".join(str(n) for n in (c.get("a_name"), c.get("b_name")) if n)
     return (
         f"{c.get('proto', '?')} {_endpoint(c.get('a'), c.get('a_port'))}"
         f" <-> {_endpoint(c.get('b'), c.get('b_port'))}"
         + (" (many flows)" if c.get("aggregated") else "")
+        + (f" ({names})" if names else "")
     )
+
+
+def _host(r: dict[str, Any]) -> str:
+    return str(r.get("host")) + (f" ({r['name']})" if r.get("name") else "")
 
 
 # One table description, shared by both renderers: (title, key, columns), each
@@ -94,7 +105,7 @@ _TABLES: list[tuple[str, str, list[Column]]] = [
         ("packets", lambda r: _num(r.get("packets")), True),
     ]),
     ("Top talkers (bytes sent)", "top_talkers", [
-        ("host", lambda r: str(r.get("host")), False),
+        ("host", _host, False),
         ("bytes", lambda r: _bytes(r.get("bytes")), True),
         ("packets", lambda r: _num(r.get("packets")), True),
     ]),
@@ -152,17 +163,46 @@ def _change_intro(ch: dict[str, Any]) -> str:
     )
 
 
-def render_text(summary: dict[str, Any]) -> str:
-    """Plain-text report of a summary dict."""
-    out: list[str] = ["Capture summary", "==============="]
+def _findings(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    return list(_rows(summary, "findings"))
+
+
+def _verdict_lines(summary: dict[str, Any]) -> list[str]:
+    v = summary.get("verdict")
+    lines = v.get("lines") if isinstance(v, dict) else None
+    if isinstance(lines, list) and lines:
+        return [str(x) for x in lines]
+    return []
+
+
+def _finding_tag(f: dict[str, Any]) -> str:
+    return f"{str(f.get('severity', '?')).upper()}, {f.get('confidence', '?')} confidence"
+
+
+def render_text(summary: dict[str, Any], *, rows: int | None = 5) -> str:
+    """Plain-text report of a summary dict: verdict, findings, then the tables
+    with at most ``rows`` rows each (None: all)."""
+    limit = rows
+    out: list[str] = _verdict_lines(summary)
+    found = [f for f in _findings(summary) if f.get("kind") != "nothing_abnormal"]
+    if found:
+        out += ["", "Findings", "--------"]
+        for i, f in enumerate(found, 1):
+            out.append(f"{i}. [{_finding_tag(f)}] {f.get('sentence', '')}")
+    if summary.get("timeline"):
+        out += ["", "(The timeline picture is in the HTML part.)"]
+    out += ["", "Capture summary", "==============="]
     for w in summary.get("warnings") or []:
         out.append(f"WARNING: {w}")
     width = max(len(k) for k, _ in _overview(summary))
     out += [f"{k:<{width}}  {v}" for k, v in _overview(summary)]
 
-    def table(title: str, rows: Sequence[dict[str, Any]], cols: list[Column]) -> None:
-        if not rows:
+    def table(title: str, rows_: Sequence[dict[str, Any]], cols: list[Column]) -> None:
+        if not rows_:
             return
+        rows = list(rows_) if limit is None else list(rows_)[:limit]
+        if len(rows) < len(rows_):
+            title += f" (top {len(rows)} of {len(rows_)})"
         cells = [[fn(r) for _, fn, _ in cols] for r in rows]
         widths = [max(len(h), *(len(c[i]) for c in cells)) for i, (h, _, _) in enumerate(cols)]
 
@@ -190,10 +230,44 @@ _TH = "padding:2px 8px;border-bottom:2px solid #999;text-align:left;font-family:
 _H = "font-family:Arial,sans-serif;font-size:15px;margin:16px 0 4px 0;"
 
 
-def render_html(summary: dict[str, Any]) -> str:
-    """Email-safe HTML fragment (tables, inline styles, every value escaped)."""
+_SEV_COLOUR = {"high": "#b00020", "medium": "#b35c00", "low": "#555", "info": "#555"}
+
+
+def render_html(summary: dict[str, Any], *, image_cid: str | None = "timeline") -> str:
+    """Email-safe HTML fragment (tables, inline styles, every value escaped):
+    verdict, findings, ``<img src="cid:{image_cid}">`` (omitted when None or
+    when the summary has no timeline), then the tables."""
     e = html.escape
     parts: list[str] = ['<div style="font-family:Arial,sans-serif;font-size:13px;color:#222;">']
+    lines = _verdict_lines(summary)
+    v = summary.get("verdict")
+    abnormal = isinstance(v, dict) and bool(v.get("abnormal"))
+    if lines:
+        colour = "#fdecea;border:1px solid #e0a3a3" if abnormal else (
+            "#e8f5e9;border:1px solid #9ccc9c")  # fmt: skip
+        parts.append(f'<div style="background:{colour};padding:8px;margin:4px 0;">')
+        parts.append(f'<div style="font-size:15px;"><b>{e(lines[0])}</b></div>')
+        parts.extend(f"<div>{e(x)}</div>" for x in lines[1:])
+        parts.append("</div>")
+    found = [f for f in _findings(summary) if f.get("kind") != "nothing_abnormal"]
+    if found:
+        parts.append(f'<h3 style="{_H}">Findings</h3>')
+        parts.append('<table cellpadding="0" cellspacing="0" style="border-collapse:collapse;">')
+        for i, f in enumerate(found, 1):
+            col = _SEV_COLOUR.get(str(f.get("severity")), "#555")
+            parts.append(
+                f'<tr><td style="{_TD}">{i}</td>'
+                f'<td style="{_TD}color:{col};font-weight:bold;">{e(_finding_tag(f))}</td>'
+                f'<td style="{_TD}font-family:Arial,sans-serif;">{e(str(f.get("sentence", "")))}'
+                "</td></tr>"
+            )
+        parts.append("</table>")
+    if image_cid and summary.get("timeline"):
+        parts.append(f'<h3 style="{_H}">Timeline</h3>')
+        parts.append(
+            f'<img src="cid:{e(image_cid)}" width="640" alt="Timeline: packets/s, bytes/s and'
+            ' new TCP connections/s, with the alert marked" style="display:block;border:0;">'
+        )
     parts.append(f'<h2 style="{_H}font-size:18px;">Capture summary</h2>')
     for w in summary.get("warnings") or []:
         parts.append(

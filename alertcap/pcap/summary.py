@@ -19,13 +19,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from alertcap.pcap import analysis
 from alertcap.pcap.decode import NON_IP_NAMES, reverse_key, scan
+from alertcap.pcap.findings import AlertSignal, findings, parse_time, verdict
+from alertcap.pcap.names import Names
 from alertcap.pcap.reader import CaptureReader, Readable
 from alertcap.pcap.tables import BIN0, BYTES, RETX, State, Tables, packets
 
 __all__ = ["SCHEMA", "Summary", "summarise", "summarise_path"]
 
-SCHEMA = "alertcap.summary/1"
+SCHEMA = "alertcap.summary/2"
 
 IP_PROTOCOLS = {
     1: "icmp", 2: "igmp", 4: "ipip", 6: "tcp", 17: "udp", 41: "ipv6-encap", 44: "ipv6-fragment",
@@ -42,7 +45,7 @@ class Summary:
         self._data = data
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-safe dict following schema ``alertcap.summary/1`` (a copy)."""
+        """JSON-safe dict following schema ``alertcap.summary/2`` (a copy)."""
         return copy.deepcopy(self._data)
 
     @property
@@ -61,23 +64,39 @@ class Summary:
         )
 
 
-def summarise(stream: Readable, *, top: int = 10, tables: Tables | None = None) -> Summary:
+def summarise(
+    stream: Readable,
+    *,
+    top: int = 10,
+    alert: AlertSignal | None = None,
+    alert_time: float | str | None = None,
+    tables: Tables | None = None,
+) -> Summary:
     """Summarise a pcap/pcapng capture read from ``stream`` (anything with ``.read``).
 
+    ``alert`` is the parsed alert's signal (``metric``, ``value``,
+    ``threshold``, ``operator``, ``fired_at``; all optional) for the findings;
+    ``alert_time`` (UNIX seconds or ISO 8601; default ``alert["fired_at"]``)
+    splits the capture into before/after when it falls inside it.
     Raises :class:`~alertcap.pcap.reader.NotACaptureError` if the stream is not
     a capture; damage later in the file gives a partial summary with warnings.
     ``tables`` lets tests use small limits.
     """
     reader = CaptureReader(stream)
     tb = tables if tables is not None else Tables()
+    if tb.names is None:
+        tb.names = Names()
     for chunk in reader.chunks():
         scan(chunk, tb)
-    return Summary(_build(reader, tb, max(top, 0)))
+    if alert_time is None and alert:
+        alert_time = alert.get("fired_at")
+    at = parse_time(alert_time)
+    return Summary(_build(reader, tb, max(top, 0), at, alert))
 
 
-def summarise_path(path: str | Path, *, top: int = 10) -> Summary:
+def summarise_path(path: str | Path, *, top: int = 10, **kw: Any) -> Summary:
     with open(path, "rb") as f:
-        return summarise(f, top=top)
+        return summarise(f, top=top, **kw)
 
 
 # -- building the dict ---------------------------------------------------------
@@ -100,16 +119,17 @@ def _top(items: Iterable[Any], n: int, key: Callable[[Any], Any]) -> list[Any]:
 
 
 class _Halves:
-    """Splits a state list's time slices at the boundary nearest mid-capture."""
+    """Splits a state list's time slices at the boundary nearest ``at`` (file
+    units; default mid-capture)."""
 
-    def __init__(self, tb: Tables) -> None:
+    def __init__(self, tb: Tables, at: int | None = None) -> None:
         used = tb.cur - BIN0 + 1
         self.split = 0
         self.split_t = 0
         if tb.t_first is None or used < 2:
             return
         t0, width = tb.t_first, tb.bin_width
-        mid = (t0 + tb.t_last) / 2
+        mid = (t0 + tb.t_last) / 2 if at is None else at
         self.split = min(range(1, used), key=lambda s: abs(t0 + s * width - mid))
         self.split_t = t0 + self.split * width
 
@@ -120,12 +140,20 @@ class _Halves:
         return total, first, total - first
 
 
-def _build(reader: CaptureReader, tb: Tables, top: int) -> dict[str, Any]:
+def _build(
+    reader: CaptureReader, tb: Tables, top: int, alert_at: float | None,
+    alert: AlertSignal | None,
+) -> dict[str, Any]:  # fmt: skip
     units = tb.units or 1
     t_first = tb.t_first / units if tb.t_first is not None else None
     t_last = tb.t_last / units if tb.t_first is not None else None
     duration = max((t_last or 0.0) - (t_first or 0.0), 0.0)
-    halves = _Halves(tb)
+    # before/after the alert when the capture reaches back before it
+    basis = "alert" if (
+        alert_at is not None and t_first is not None and t_last is not None
+        and t_first < alert_at <= t_last
+    ) else "halves"  # fmt: skip
+    halves = _Halves(tb, round(alert_at * units) if basis == "alert" and alert_at else None)
 
     # Directional rows: (proto, key, state, packets, first half, second half),
     # the slice sums taken once per row.  TCP/UDP rows first (key is addrs+ports,
@@ -288,6 +316,7 @@ def _build(reader: CaptureReader, tb: Tables, top: int) -> dict[str, Any]:
                 | {"first": first, "second": second, "change": second - first}
             )
         changes = {
+            "basis": basis,
             "split_at": split_t,
             "split_at_iso": _iso(split_t),
             "first_half_s": round(split_t - (t_first or 0.0), 6),
@@ -333,7 +362,7 @@ def _build(reader: CaptureReader, tb: Tables, top: int) -> dict[str, Any]:
         )
 
     tcp_packets = next((m[0] for name, m in mix.items() if name == "tcp"), 0)
-    return {
+    out: dict[str, Any] = {
         "schema": SCHEMA,
         "complete": not reader.warnings,
         "warnings": warnings,
@@ -398,3 +427,104 @@ def _build(reader: CaptureReader, tb: Tables, top: int) -> dict[str, Any]:
         },
     }
 
+    # -- schema /2 additions: evidence, names, timeline, findings ------------
+    # The capturing VM: the address in the most packets (every packet of a VM
+    # capture has it on one side).
+    host_packets: dict[bytes, int] = {}
+    for key, p in pairs.items():
+        a = len(key) // 2
+        for h in (key[:a], key[a:]):
+            host_packets[h] = host_packets.get(h, 0) + p[0] + p[2]
+    local = max(host_packets, key=lambda h: host_packets[h]) if host_packets else None
+    out["local_host"] = None
+    if local is not None:
+        local_s = _addr(local)
+        # (bytes the VM sent, bytes it received, conversation key) per conversation
+        flows_of_local: list[tuple[int, int, bytes]] = []
+        for conv_key, c in convs.items():
+            ends = conv_key[1:]
+            half = (len(ends) if len(ends) in (8, 32) else len(ends) - 4) // 2
+            if ends[:half] == local:
+                flows_of_local.append((c[1], c[3], conv_key))
+            elif ends[half : 2 * half] == local:
+                flows_of_local.append((c[3], c[1], conv_key))
+        outbound = [(b, conv_out((k, convs[k])))
+                    for b, _r, k in _top(flows_of_local, top, key=lambda r: r[0])]
+        inbound = [(r, conv_out((k, convs[k])))
+                   for _b, r, k in _top(flows_of_local, top, key=lambda r: r[1])]  # fmt: skip
+        received = 0
+        for k, p in pairs.items():
+            a = len(k) // 2
+            received += p[1] if k[a:] == local else p[3] if k[:a] == local else 0
+        out["local_host"] = {
+            "host": local_s,
+            "packet_percent": round(100.0 * host_packets[local] / total_packets, 2)
+            if total_packets else 0.0,
+            "bytes_out": talkers.get(local, [0, 0])[0],
+            "bytes_in": received,
+            "top_outbound": [
+                d | {"bytes_out": b} for b, d in _top(outbound, top, key=lambda r: r[0]) if b
+            ],
+            "top_inbound": [
+                d | {"bytes_in": b} for b, d in _top(inbound, top, key=lambda r: r[0]) if b
+            ],
+        }  # fmt: skip
+    out["connections"] = analysis.connections(tb, top, _iso)
+    out["top_conversations_by_retransmissions"] = [
+        conv_out(i) for i in _top(convs.items(), top, key=lambda i: i[1][4]) if i[1][4]
+    ]
+    out["dns"] = analysis.dns(tb, top)
+    out["tls_http"] = analysis.tls_http(tb.names, top)
+    out["icmp_unreachable"] = analysis.icmp_unreachable(tb, top)
+    # New peers use the exact alert time (first-seen times are exact), else the
+    # mid-capture slice boundary.
+    split_units = halves.split_t if basis == "halves" else round((alert_at or 0.0) * units)
+    out["new_peers"] = None
+    if halves.split:
+        out["new_peers"] = analysis.new_peers(tb, split_units, local, top, _iso) | {
+            "basis": basis, "split_at": split_units / units,
+            "split_at_iso": _iso(split_units / units),
+        }  # fmt: skip
+    out["timeline"] = _timeline(tb, t_first, alert_at, changes)
+    out["alert_at"] = alert_at
+    out["alert_at_iso"] = _iso(alert_at)
+    out["split_basis"] = basis
+    out["findings"] = findings(out, alert)
+    out["verdict"] = verdict(out["findings"], out)
+    hosts = {h for f in out["findings"] for h in f.get("hosts", [])}
+    for table_name in ("top_conversations_by_packets", "top_conversations_by_bytes"):
+        for row in out[table_name]:
+            hosts.update((row["a"], row["b"]))
+    for row in out["top_talkers"]:
+        hosts.add(row["host"])
+    out["names"] = analysis.names_for(tb.names, hosts)
+    named = {n["address"]: n["name"] for n in out["names"]}
+    for table_name in ("top_conversations_by_packets", "top_conversations_by_bytes"):
+        for row in out[table_name]:
+            row["a_name"], row["b_name"] = named.get(row["a"]), named.get(row["b"])
+    for row in out["top_talkers"]:
+        row["name"] = named.get(row["host"])
+    for f in out["findings"]:
+        f["names"] = {h: named[h] for h in f.get("hosts", []) if h in named}
+    if tb.names is not None and tb.names.dropped:
+        warnings.append(f"name tables full: {tb.names.dropped} names not kept")
+    return out
+
+
+def _timeline(
+    tb: Tables, t_first: float | None, alert_at: float | None, changes: dict[str, Any] | None
+) -> dict[str, Any] | None:
+    if t_first is None or not tb.tl_width:
+        return None
+    units = tb.units or 1
+    n = tb.tcur + 1
+    width = tb.tl_width / units
+    return {
+        "start": t_first,
+        "bucket_s": width,
+        "packets_per_s": [round(v / width, 3) for v in tb.tl_packets[:n]],
+        "bytes_per_s": [round(v / width, 3) for v in tb.tl_bytes[:n]],
+        "new_connections_per_s": [round(v / width, 3) for v in tb.tl_syn[:n]],
+        "alert_at": alert_at,
+        "split_at": changes["split_at"] if changes else None,
+    }

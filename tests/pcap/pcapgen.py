@@ -294,3 +294,55 @@ def mixed(*, frame_v4=None, frame_v6=None) -> Mixed:  # type: ignore[no-untyped-
         s.send(t + k * 0.01, 0, PSH | ACK, bytes(1000))
     cap.packets.sort(key=lambda p: p.ts)
     return Mixed(cap, retrans, ("10.0.7.7", 45555, "10.9.0.200", 8443), (10, 400))
+
+
+# -- application payloads (DNS, TLS ClientHello, HTTP) for the names tests ------
+
+
+def dns_name(name: str) -> bytes:
+    return b"".join(bytes((len(p),)) + p.encode() for p in name.split(".") if p) + b"\0"
+
+
+def dns_query(qname: str, ident: int = 1, qtype: int = 1) -> bytes:
+    return struct.pack(">HHHHHH", ident, 0x0100, 1, 0, 0, 0) + dns_name(qname) + struct.pack(
+        ">HH", qtype, 1)  # fmt: skip
+
+
+def dns_response(qname: str, *, rcode: int = 0, a: Iterable[str] = (), ident: int = 1,
+                 cname: str | None = None) -> bytes:  # fmt: skip
+    """A response with an optional CNAME, then A/AAAA records (compressed owner names)."""
+    addrs = [ipaddress.ip_address(x) for x in a]
+    answers = []
+    owner = b"\xc0\x0c"  # pointer to the question name
+    if cname:
+        target = dns_name(cname)
+        answers.append(owner + struct.pack(">HHIH", 5, 1, 60, len(target)) + target)
+        owner = target
+    for ad in addrs:
+        rtype = 1 if ad.version == 4 else 28
+        answers.append(owner + struct.pack(">HHIH", rtype, 1, 60, len(ad.packed)) + ad.packed)
+    head = struct.pack(">HHHHHH", ident, 0x8180 | rcode, 1, len(answers), 0, 0)
+    return head + dns_name(qname) + struct.pack(">HH", 1, 1) + b"".join(answers)
+
+
+def client_hello(sni: str | None) -> bytes:
+    """A minimal TLS 1.2 ClientHello record, with a server_name extension if given."""
+    exts = b""
+    if sni is not None:
+        name = sni.encode()
+        entry = b"\x00" + struct.pack(">H", len(name)) + name
+        sn = struct.pack(">H", len(entry)) + entry
+        exts += struct.pack(">HH", 0, len(sn)) + sn
+    exts += struct.pack(">HH", 0x000A, 4) + struct.pack(">HH", 2, 0x001D)  # supported_groups
+    body = (b"\x03\x03" + bytes(range(32)) + b"\x00" + struct.pack(">H", 2) + b"\x13\x01"
+            + b"\x01\x00" + struct.pack(">H", len(exts)) + exts)  # fmt: skip
+    hs = b"\x01" + len(body).to_bytes(3, "big") + body
+    return b"\x16\x03\x01" + struct.pack(">H", len(hs)) + hs
+
+
+def http_get(host: str, path: str = "/") -> bytes:
+    return f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: t\r\n\r\n".encode()
+
+
+def icmp_unreachable(code: int, inner_ip: bytes) -> bytes:
+    return struct.pack(">BBHI", 3, code, 0, 0) + inner_ip[:28]

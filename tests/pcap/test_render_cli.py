@@ -44,16 +44,24 @@ def _hostile(summary: dict[str, Any]) -> dict[str, Any]:
     d["tcp"]["new_connections_per_s"]["peak_at"] = HOSTILE
     for c in d["changes"]["conversations"]:
         c.update(a=HOSTILE, b_port=HOSTILE)
+    # what payloads and findings bring: names and sentences
+    d["verdict"] = {"abnormal": True, "headline": HOSTILE, "lines": [HOSTILE, HOSTILE]}
+    d["findings"] = [{"kind": "port_scan", "severity": HOSTILE, "confidence": HOSTILE,
+                      "sentence": HOSTILE}]  # fmt: skip
+    d["top_conversations_by_bytes"][0].update(a_name=HOSTILE, b_name=HOSTILE)
+    d["top_talkers"][0]["name"] = HOSTILE
     return d
 
 
 def test_html_escapes_every_value(summary: dict[str, Any]) -> None:
     out = render_html(_hostile(summary))
-    assert "<script" not in out and "<img" not in out and 'alert("x")' not in out
-    assert out.count(html.escape(HOSTILE)) >= 10
-    # only the renderer's own tags, all with inline styles and no <style> block
+    assert "<script" not in out and "<img src=x" not in out and 'alert("x")' not in out
+    assert out.count(html.escape(HOSTILE)) >= 15
+    # only the renderer's own tags, all with inline styles and no <style> block;
+    # the one picture is the inline attachment
     tags = set(re.findall(r"<\s*([a-zA-Z0-9]+)", out))
-    assert tags <= {"div", "h2", "h3", "p", "b", "table", "tr", "th", "td"}
+    assert tags <= {"div", "h2", "h3", "p", "b", "table", "tr", "th", "td", "img"}
+    assert re.findall(r"<img src=\"([^\"]*)\"", out) == ["cid:timeline"]
     assert "<style" not in out and "class=" not in out
 
 
@@ -95,10 +103,11 @@ def test_cli_text_json_and_stdin(tmp_path: Path) -> None:
     path = tmp_path / "m.pcap"
     path.write_bytes(data)
     text = _cli(str(path))
-    assert text.returncode == 0 and text.stdout.startswith(b"Capture summary")
+    assert text.returncode == 0
+    assert text.stdout.startswith(b"Nothing abnormal found in 1,606 packets over 9.6 s.\n")
     js = _cli(str(path), "--json", "--top", "2")
     d = json.loads(js.stdout)
-    assert js.returncode == 0 and d["schema"] == "alertcap.summary/1"
+    assert js.returncode == 0 and d["schema"] == "alertcap.summary/2"
     assert len(d["top_talkers"]) == 2
     piped = _cli("-", "--json", stdin=data)
     assert piped.returncode == 0

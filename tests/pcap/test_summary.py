@@ -182,7 +182,7 @@ def test_schema_top_and_copy(tmp_path: Any) -> None:
     path.write_bytes(m.cap.pcap())
     summary = summarise_path(path, top=3)
     d = summary.to_dict()
-    assert d["schema"] == SCHEMA == "alertcap.summary/1"
+    assert d["schema"] == SCHEMA == "alertcap.summary/2"
     assert json.loads(json.dumps(d, allow_nan=False)) == d
     for key in ("top_conversations_by_packets", "top_conversations_by_bytes", "top_talkers",
                 "top_host_pairs_by_packets", "top_host_pairs_by_bytes", "top_dst_ports"):
