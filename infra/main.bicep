@@ -573,6 +573,31 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
           name: 'ALERTCAP_SUMMARY_TOP'
           value: '10'
         }
+        {
+          name: 'ALERTCAP_NOTIFY_RETRY_FIRST_SECONDS'
+          value: '60'
+        }
+        {
+          name: 'ALERTCAP_NOTIFY_RETRY_MAX_SECONDS'
+          value: '1800'
+        }
+        {
+          name: 'ALERTCAP_NOTIFY_GIVE_UP_SECONDS'
+          value: '86400'
+        }
+        {
+          // run records outlive their Durable instances: kept in the app's own account
+          name: 'ALERTCAP_RUNS_CONTAINER_URL'
+          value: '${hostStorage.properties.primaryEndpoints.blob}alertcap-runs'
+        }
+        {
+          name: 'ALERTCAP_DOCTOR_TARGETS'
+          value: join(union(vmResourceIds, vmResourceGroupIds), ',')
+        }
+        {
+          name: 'ALERTCAP_DOCTOR_STATE_BLOB'
+          value: '${hostStorage.properties.primaryEndpoints.blob}alertcap-doctor/state.json'
+        }
       ]
     }
     functionAppConfig: {

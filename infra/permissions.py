@@ -134,6 +134,20 @@ PERMISSIONS: dict[str, Permission] = {p.operation: p for p in (
     Permission("blob_service.create_container", granted_by="Storage Blob Data Owner",
                why="the doctor's state container, made on first write "
                    "(blobServices/containers/write)"),
+    # --- run records (activities/records.py), host account only -------------------------
+    Permission("container.create_container", granted_by="Storage Blob Data Owner",
+               why="save_run makes the run-record container on first write "
+                   "(blobServices/containers/write)"),
+    Permission("container.upload_blob", data_actions=(
+        f"{_SA}/blobServices/containers/blobs/write",),
+        granted_by="Storage Blob Data Owner",
+        why="save_run keeps every finished run's result (ALERTCAP_RUNS_CONTAINER_URL)"),
+    Permission("container.list_blobs", data_actions=(
+        f"{_SA}/blobServices/containers/blobs/read",),
+        granted_by="Storage Blob Data Owner", why="the run list reads the records"),
+    Permission("container.download_blob", data_actions=(
+        f"{_SA}/blobServices/containers/blobs/read",),
+        granted_by="Storage Blob Data Owner", why="a run's record, for the run page"),
     # --- Email (azure-communication-email) ----------------------------------------------
     Permission("email.begin_send", granted_by="Communication and Email Service Owner",
                why="notify sends the email with the managed identity"),

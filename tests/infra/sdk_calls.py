@@ -35,15 +35,16 @@ SCANNED = sorted(p for pkg in SCANNED_PACKAGES for p in (ROOT / pkg).rglob("*.py
 GROUP_ATTRIBUTES = {"packet_captures": "packet_captures", "network_watchers": "network_watchers"}
 # Factory methods of alertcap.clients.Clients -> what they return.
 CLIENT_FACTORIES = {"network": "network_client", "resources": "resource_client",
-                    "email": "email", "blob": "blob"}
+                    "email": "email", "blob": "blob", "records": "container"}
 # Constructors / class factories -> what they return.
 CONSTRUCTORS = {"BlobServiceClient": "blob_service", "BlobClient.from_blob_url": "blob",
+                "ContainerClient.from_container_url": "container",
                 "EmailClient": "email", "EmailClient.from_connection_string": "email",
                 "NetworkManagementClient": "network_client",
                 "ResourceManagementClient": "resource_client"}
 # Groups whose calls are operations (the *_client groups only lead to them).
 OPERATION_GROUPS = {"packet_captures", "network_watchers", "resources", "email", "blob",
-                    "blob_service"}
+                    "blob_service", "container"}
 
 
 def sdk_method_names() -> set[str]:
@@ -51,11 +52,11 @@ def sdk_method_names() -> set[str]:
     from azure.communication.email import EmailClient
     from azure.mgmt.network.operations import NetworkWatchersOperations, PacketCapturesOperations
     from azure.mgmt.resource.resources.operations import ResourcesOperations
-    from azure.storage.blob import BlobClient, BlobServiceClient
+    from azure.storage.blob import BlobClient, BlobServiceClient, ContainerClient
 
     names: set[str] = set()
     for cls in (EmailClient, NetworkWatchersOperations, PacketCapturesOperations,
-                ResourcesOperations, BlobClient, BlobServiceClient):
+                ResourcesOperations, BlobClient, BlobServiceClient, ContainerClient):
         names |= {n for n, _ in inspect.getmembers(cls, callable) if not n.startswith("_")}
     return names
 
