@@ -7,8 +7,10 @@ instead of sending a second email.
 
 from __future__ import annotations
 
+import base64
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from activities.spec import activity
 from alertcap.domain import email
@@ -38,13 +40,18 @@ def send(clients: Clients, inp: NotifyInput) -> Notification:
         return Notification(message_id="", recipients=(),
                             status="skipped: ALERTCAP_EMAIL_SENDER or _RECIPIENTS not set")
     rendered = email.render(inp.run)
-    message = {
+    message: dict[str, Any] = {
         "senderAddress": s.email_sender,
         "recipients": {"to": [{"address": r} for r in s.email_recipients]},
         "content": {"subject": rendered.subject, "plainText": rendered.text,
                     "html": rendered.html},
         "headers": {"x-alertcap-instance": inp.run.instance_id},
     }
+    if rendered.inline:
+        # Inline attachments: the HTML shows them by content id (cid:), as mail clients do.
+        message["attachments"] = [
+            {"name": i.name, "contentType": i.content_type, "contentId": i.content_id,
+             "contentInBase64": base64.b64encode(i.data).decode()} for i in rendered.inline]
     operation_id = operation_id_for(inp.idempotency_key)
     try:
         poller = clients.email().begin_send(message, operation_id=operation_id,

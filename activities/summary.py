@@ -6,6 +6,8 @@ pcap reader never holds more than a buffer of it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+import typing
+from typing import Any
 
 from activities.spec import activity
 from alertcap import pcap
@@ -20,6 +22,7 @@ class SummariseInput(Model):
     storage_path: str
     top: int = 10
     link_ttl_hours: int = 24
+    alert: dict[str, Any] | None = None  # {metric, value, threshold, operator, fired_at}
 
 
 @activity("summarise_capture")
@@ -29,7 +32,8 @@ def summarise_capture(clients: Clients, inp: SummariseInput) -> CaptureSummary:
         # The downloader's read(n) fetches one chunk at a time: memory stays bounded.
         downloader = blob.download_blob(max_concurrency=1)
         size = downloader.size
-        summary = pcap.summarise(downloader, top=inp.top).to_dict()
+        alert = typing.cast(pcap.AlertSignal, inp.alert) if inp.alert else None
+        summary = pcap.summarise(downloader, top=inp.top, alert=alert).to_dict()
     except Exception as exc:
         raise from_azure(exc, "read the capture file") from exc
     warnings: list[str] = []

@@ -203,7 +203,8 @@ def capture_run(ctx: Any) -> Steps:
 def _summarise(run: Run, result: RunResult, storage_path: str) -> Steps:
     try:
         summary = yield from run.call(summarise_capture, SummariseInput(
-            storage_path, top=run.policy.summary_top, link_ttl_hours=run.policy.link_ttl_hours))
+            storage_path, top=run.policy.summary_top, link_ttl_hours=run.policy.link_ttl_hours,
+            alert=result.alert.signal()))
     except Exception as exc:  # a capture without a summary is still worth the email
         return replace(result, warnings=(*result.warnings, f"no summary: {first_line(exc)}"))
     return replace(result, summary=summary, warnings=(*result.warnings, *summary.warnings))

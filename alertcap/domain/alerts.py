@@ -87,6 +87,30 @@ def _log_dimension_targets(context: dict[str, Any]) -> list[Any]:
     return found
 
 
+def _number(raw: Any) -> float | None:
+    if isinstance(raw, bool):
+        return None
+    if isinstance(raw, int | float):
+        return float(raw)
+    try:
+        return float(raw) if isinstance(raw, str) and len(raw) < 40 else None
+    except ValueError:
+        return None
+
+
+def _signal(condition: Any) -> dict[str, Any]:
+    """The metric the alert fired on, from a criterion list (allOf) or a classic condition:
+    what the capture is then asked to explain. Azure sends a dynamic threshold's computed
+    value as a string."""
+    cond = _obj(condition)
+    first = _obj((cond.get("allOf") or [None])[0]) if isinstance(cond.get("allOf"), list) \
+        else cond
+    return {"metric_name": _str(first.get("metricName")),
+            "metric_value": _number(first.get("metricValue")),
+            "threshold": _number(first.get("threshold")),
+            "operator": _str(first.get("operator"))}
+
+
 def _common(payload: dict[str, Any]) -> ParsedAlert:
     data = _obj(payload.get("data"))
     ess = _obj(data.get("essentials"))
@@ -107,6 +131,7 @@ def _common(payload: dict[str, Any]) -> ParsedAlert:
         fired_at=_str(ess.get("firedDateTime")),
         description=_str(ess.get("description")),
         signal_type=_str(ess.get("signalType")),
+        **_signal(_obj(data.get("alertContext")).get("condition")),
     )
     return ParsedAlert(info, targets, ignored, None, active)
 
@@ -120,7 +145,7 @@ def _metric(payload: dict[str, Any]) -> ParsedAlert:
         schema="metric", alert_id=_str(ctx.get("id")), alert_rule=_str(ctx.get("name")),
         severity=_severity(ctx.get("severity")), condition=condition,
         fired_at=_str(ctx.get("timestamp")), description=_str(ctx.get("description")),
-        signal_type="Metric",
+        signal_type="Metric", **_signal(ctx.get("condition")),
     )
     return ParsedAlert(info, targets, ignored, None, active)
 
@@ -147,6 +172,7 @@ def _classic(payload: dict[str, Any]) -> ParsedAlert:
         schema="classic", alert_id=_str(ctx.get("id")), alert_rule=_str(ctx.get("name")),
         severity=None, condition=condition, fired_at=_str(ctx.get("timestamp")),
         description=_str(ctx.get("description")), signal_type="Metric",
+        **_signal(ctx.get("condition")),
     )
     region = _str(ctx.get("resourceRegion"))
     return ParsedAlert(info, targets, ignored, region.lower() if region else None, active)

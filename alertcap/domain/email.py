@@ -9,9 +9,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from html import escape
+from typing import Any
 
 from alertcap import pcap
 from alertcap.domain.run import RunResult
+
+TIMELINE_CID = "timeline"
+
+
+@dataclass(frozen=True)
+class Inline:
+    """An image the HTML shows by content id (an inline attachment: Outlook and Gmail show
+    these; they block remote images, and neither runs SVG or scripts)."""
+
+    content_id: str
+    name: str
+    content_type: str
+    data: bytes
 
 
 @dataclass(frozen=True)
@@ -19,6 +33,7 @@ class Email:
     subject: str
     text: str
     html: str
+    inline: tuple[Inline, ...] = ()
 
 
 def _rows(run: RunResult) -> list[tuple[str, str]]:
@@ -57,8 +72,13 @@ def render(run: RunResult) -> Email:
         subject = f"[alertcap] Capture FAILED on {vm}: {run.reason or 'see details'}"
     else:
         packets = (stats or {}).get("packets")
-        caught = f"{packets:,} packets" if isinstance(packets, int) else "capture"
-        subject = f"[alertcap] {caught} captured on {vm}"
+        verdict = (stats or {}).get("verdict") or {}
+        if verdict.get("abnormal") and verdict.get("headline"):
+            subject = f"[alertcap] {vm}: {verdict['headline']}"
+        elif isinstance(packets, int):
+            subject = f"[alertcap] {packets:,} packets captured on {vm}"
+        else:  # no summary: say so, not "capture captured"
+            subject = f"[alertcap] Capture finished on {vm} (no summary)"
     rule = run.alert.alert_rule
     if rule:
         subject += f" (alert: {rule})"
@@ -66,20 +86,28 @@ def render(run: RunResult) -> Email:
 
     rows = _rows(run)
     warnings = list(run.warnings)
+    inline = _timeline(stats)
     width = max(len(k) for k, _ in rows)
-    text = [subject, ""] + [f"{k.ljust(width)}  {v}" for k, v in rows]
-    if warnings:
-        text += ["", "Warnings:"] + [f"- {w}" for w in warnings]
+    # The answer first (verdict, findings, tables with their top rows), then the details.
+    text = [subject, ""]
     if stats:
-        text += ["", pcap.render_text(stats)]
+        text += [pcap.render_text(stats, rows=5), ""]
+    if warnings:
+        text += ["Warnings:"] + [f"- {w}" for w in warnings] + [""]
+    text += ["Details", "-------"] + [f"{k.ljust(width)}  {v}" for k, v in rows]
 
     cell = "padding:4px 10px;border-bottom:1px solid #ddd;text-align:left;vertical-align:top"
     colour = "#b00020" if failed else "#1b5e20"
     html = [
         "<html><body style=\"font-family:Segoe UI,Arial,sans-serif;font-size:14px\">",
         f"<h2 style=\"color:{colour}\">{escape(subject)}</h2>",
-        "<table style=\"border-collapse:collapse\">",
     ]
+    if stats:
+        html.append(pcap.render_html(stats, image_cid=TIMELINE_CID if inline else None))
+    if warnings:
+        html.append("<p><b>Warnings</b></p><ul>"
+                    + "".join(f"<li>{escape(str(w))}</li>" for w in warnings) + "</ul>")
+    html += ["<h3>Details</h3>", "<table style=\"border-collapse:collapse\">"]
     for k, v in rows:
         value = escape(v)
         if k == "Read link" or (k == "Status URL" and v.startswith("http")):
@@ -87,11 +115,11 @@ def render(run: RunResult) -> Email:
         html.append(f"<tr><th style=\"{cell}\">{escape(k)}</th>"
                     f"<td style=\"{cell}\">{value}</td></tr>")
     html.append("</table>")
-    if warnings:
-        html.append("<p><b>Warnings</b></p><ul>"
-                    + "".join(f"<li>{escape(str(w))}</li>" for w in warnings) + "</ul>")
-    if stats:
-        html.append("<h3>What the capture caught</h3>")
-        html.append(pcap.render_html(stats))
     html.append("</body></html>")
-    return Email(subject, "\n".join(text) + "\n", "\n".join(html))
+    return Email(subject, "\n".join(text) + "\n", "\n".join(html), inline)
+
+
+def _timeline(stats: dict[str, Any] | None) -> tuple[Inline, ...]:
+    if not stats or not stats.get("timeline"):
+        return ()
+    return (Inline(TIMELINE_CID, "timeline.png", "image/png", pcap.timeline_png(stats)),)

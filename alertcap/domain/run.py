@@ -32,6 +32,19 @@ class AlertInfo(Model):
     fired_at: str | None = None
     description: str | None = None
     signal_type: str | None = None
+    # The metric that fired (metric alerts): the capture's findings are tied to it.
+    metric_name: str | None = None
+    metric_value: float | None = None
+    threshold: float | None = None  # a dynamic threshold: its value at that evaluation
+    operator: str | None = None
+
+    def signal(self) -> dict[str, Any] | None:
+        """The alert as the pcap library's findings take it (AlertSignal)."""
+        if not self.metric_name and not self.fired_at:
+            return None
+        return {"metric": self.metric_name, "value": self.metric_value,
+                "threshold": self.threshold, "operator": self.operator,
+                "fired_at": self.fired_at}
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,8 @@ Failed). The same ``Operation-Id`` never stores a second message.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import html
 import json
 import logging
@@ -31,6 +33,9 @@ log = logging.getLogger("localdev.email")
 ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 EMAIL_RE = re.compile(r"^[^@\s<>(),;:\"]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
 MAX_RECIPIENTS = 50
+# ACS Email's service limits: the whole message (attachments base64-encoded) at most 10 MB.
+MAX_MESSAGE_BYTES = 10 * 1024 * 1024
+CID_RE = re.compile(r"^[A-Za-z0-9._@-]{1,128}$")
 DELIVERY_DELAY = 0.2  # seconds a message stays Running, so pollers really poll
 
 
@@ -73,7 +78,37 @@ def validate(message: object) -> dict:
         total += len(items)
     if total > MAX_RECIPIENTS:
         raise BadMessage("BadRequest", f"At most {MAX_RECIPIENTS} recipients are allowed.")
+    _validate_attachments(message.get("attachments"), content.get("html") or "")
+    if len(json.dumps(message)) > MAX_MESSAGE_BYTES:
+        raise BadMessage("EmailSizeLimitExceeded", "The email exceeds the 10 MB size limit.")
     return message
+
+
+def _validate_attachments(items: object, body_html: str) -> None:
+    """EmailAttachment: name, contentType, contentInBase64 required; contentId (inline)
+    must be unique and is what the HTML refers to as cid:<contentId>."""
+    if items is None:
+        return
+    if not isinstance(items, list):
+        raise BadMessage("BadRequest", "attachments must be an array.")
+    seen: set[str] = set()
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise BadMessage("BadRequest", f"attachments[{i}] must be an object.")
+        for field in ("name", "contentType", "contentInBase64"):
+            if not isinstance(item.get(field), str) or not item[field]:
+                raise BadMessage("BadRequest", f"attachments[{i}].{field} is required.")
+        try:
+            base64.b64decode(item["contentInBase64"], validate=True)
+        except (ValueError, binascii.Error):
+            raise BadMessage("BadRequest",
+                             f"attachments[{i}].contentInBase64 is not base64.") from None
+        cid = item.get("contentId")
+        if cid is not None:
+            if not isinstance(cid, str) or not CID_RE.match(cid) or cid in seen:
+                raise BadMessage("BadRequest", f"attachments[{i}].contentId is invalid or "
+                                 "not unique.")
+            seen.add(cid)
 
 
 @dataclass
@@ -108,6 +143,7 @@ class EmailServer:
         app.router.add_get("/emails/operations/{op_id}", self.operation)
         app.router.add_get("/inbox", self.inbox_page)
         app.router.add_get("/inbox/{msg_id}", self.message_page)
+        app.router.add_get("/inbox/{msg_id}/cid/{cid}", self.inline_part)
         app.router.add_route("*", "/_localdev/faults", self.faults_route)
         app.router.add_get("/_localdev/requests", self.requests_route)
         return app
@@ -214,7 +250,19 @@ class EmailServer:
         if record is None:
             return _error(404, "NotFound", f"No message '{msg_id}'.")
         body = record.get("html") or f"<pre>{html.escape(record.get('plainText') or '')}</pre>"
+        # As webmail does: cid: references become URLs of the message's inline parts.
+        body = re.sub(r'src="cid:([A-Za-z0-9._@-]{1,128})"',
+                      lambda m: f'src="/inbox/{msg_id}/cid/{m[1]}"', body)
         return web.Response(text=body, content_type="text/html")
+
+    async def inline_part(self, request: web.Request) -> web.Response:
+        msg_id, cid = request.match_info["msg_id"], request.match_info["cid"]
+        part = self.inbox.inline(msg_id, cid) if ID_RE.match(msg_id) and CID_RE.match(cid) \
+            else None
+        if part is None:
+            return _error(404, "NotFound", f"No inline part '{cid}'.")
+        content_type, data = part
+        return web.Response(body=data, content_type=content_type)
 
     # ---- test routes ---------------------------------------------------------------------
     async def faults_route(self, request: web.Request) -> web.Response:

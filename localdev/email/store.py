@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import email.message
 import email.utils
@@ -47,6 +48,8 @@ class Inbox:
             "html": content.get("html"),
             "headers": message.get("headers") or {},
             "attachments": [a.get("name") for a in message.get("attachments") or []],
+            "inline": {a["contentId"]: {"name": a["name"], "contentType": a["contentType"]}
+                       for a in message.get("attachments") or [] if a.get("contentId")},
             "receivedAt": received.isoformat().replace("+00:00", "Z"),
         }
         eml = email.message.EmailMessage()
@@ -62,6 +65,22 @@ class Inbox:
         eml.set_content(content.get("plainText") or "")
         if content.get("html"):
             eml.add_alternative(content["html"], subtype="html")
+        parts = self.root / f"{message_id}.parts"
+        for a in message.get("attachments") or []:
+            data = base64.b64decode(a["contentInBase64"])
+            if a.get("contentId"):
+                # multipart/related beside the HTML, as a mail client expects inline images
+                html_part = eml.get_body(("html",)) or eml
+                assert isinstance(html_part, email.message.EmailMessage)
+                maintype, _, subtype = a["contentType"].partition("/")
+                html_part.add_related(data, maintype=maintype, subtype=subtype,
+                                      cid=f"<{a['contentId']}>", filename=a["name"])
+                parts.mkdir(exist_ok=True)
+                self._write(parts / a["contentId"], data)
+            else:
+                maintype, _, subtype = a["contentType"].partition("/")
+                eml.add_attachment(data, maintype=maintype, subtype=subtype,
+                                   filename=a["name"])
         # Write the .eml first and the JSON last: the JSON's presence means "stored".
         self._write(self.root / f"{message_id}.eml", eml.as_bytes())
         self._write(self.path(message_id), json.dumps(record, indent=2).encode())
@@ -72,6 +91,14 @@ class Inbox:
         tmp = path.with_suffix(path.suffix + ".tmp")
         tmp.write_bytes(data)
         os.replace(tmp, path)
+
+    def inline(self, message_id: str, content_id: str) -> tuple[str, bytes] | None:
+        record = self.get(message_id)
+        meta = (record or {}).get("inline", {}).get(content_id)
+        path = self.root / f"{message_id}.parts" / content_id
+        if meta is None or not path.is_file():
+            return None
+        return meta["contentType"], path.read_bytes()
 
     def get(self, message_id: str) -> dict | None:
         try:

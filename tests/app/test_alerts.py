@@ -89,3 +89,23 @@ def test_names_are_deterministic_and_case_insensitive() -> None:
     assert len(name) <= 80
     # A VM's next run may start within the second its last one ended: still a new name.
     assert capture_name_for("alertcap", a, datetime(2026, 1, 2, 3, 4, 5, 912000)) != name
+
+
+@pytest.mark.parametrize(("name", "metric", "value", "threshold"), [
+    ("common-metric-fired.json", "Network Out Total", 734003200.5, 500000000.0),
+    ("metric-noncommon-activated.json", "Network Out Total", 911222333.0, 500000000.0),
+    ("classic-metric-activated.json", "Network Out", 612000000.0, 500000000.0),
+])
+def test_the_metric_that_fired_is_kept_for_the_findings(name: str, metric: str, value: float,
+                                                        threshold: float) -> None:
+    signal = parse_alert(json.loads((FIXTURES / name).read_text())).info.signal()
+    assert signal is not None
+    assert (signal["metric"], signal["value"], signal["threshold"]) == (metric, value, threshold)
+    assert signal["operator"] == "GreaterThan" and signal["fired_at"]
+
+
+def test_a_dynamic_threshold_is_the_value_azure_computed_for_that_evaluation() -> None:
+    # Azure sends it as a string ("1843.27") beside a numeric metricValue.
+    info = parse_alert(json.loads((FIXTURES / "common-metric-dynamic-fired.json").read_text())).info
+    assert (info.metric_name, info.metric_value, info.threshold) == ("Outbound Flows", 5120.4,
+                                                                     1843.27)

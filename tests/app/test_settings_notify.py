@@ -80,7 +80,8 @@ RUN = {
 
 def test_email_names_vm_alert_outcome_file_and_status_url_escaped() -> None:
     email = notify.render(RunResult.from_dict(RUN))
-    assert "vm1" in email.subject and "captured" in email.subject
+    assert "vm1" in email.subject and "Capture finished" in email.subject
+    assert "no summary" in email.subject  # never "capture captured"
     for text in (email.text, email.html):
         assert "TimeExceeded" in text and "alertcap-vm1-x-1" in text
         assert "https://sa/x.cap" in text and "2026-11-24T01:59:00Z" in text
@@ -96,3 +97,30 @@ def test_failure_email_says_failed_and_why() -> None:
     assert "FAILED" in email.subject and "agent is not installed" in email.subject
     assert "agent is not installed" in email.html
     assert "\n" not in email.subject
+
+
+def test_the_email_opens_with_the_verdict_then_the_picture_then_the_tables() -> None:
+    import io
+
+    from alertcap import pcap
+    from tests.pcap.pcapgen import SYN, Capture, ether, ipv4, tcp
+
+    cap = Capture()
+    for i in range(400):  # one host opens connections nobody answers: half-open, S0
+        cap.add(i * 0.01, ether(ipv4("10.0.0.4", "10.0.0.5", 6, tcp(20000 + i, 443, i, 0, SYN))))
+    stats = pcap.summarise(io.BytesIO(cap.pcap()), top=10).to_dict()
+    run = RunResult.from_dict({**RUN, "summary": {"blob_url": "https://sa/x.cap",
+                                                   "summary": stats}})
+    email = notify.render(run)
+    headline = stats["verdict"]["headline"]
+    assert stats["verdict"]["abnormal"] and "10.0.0.4" in email.subject
+    html = email.html
+    # Verdict and findings, then the picture, then the tables, then the run's details.
+    order = [html.index(headline.split(" (")[0][:40].replace("&", "&amp;")),
+             html.index('src="cid:timeline"'), html.index("Top conversations"),
+             html.index("<h3>Details</h3>")]
+    assert order == sorted(order), order
+    (image,) = email.inline
+    assert image.content_id == "timeline" and image.data.startswith(b"\x89PNG\r\n\x1a\n")
+    # The text part: the verdict in its first lines, tables cut to five rows.
+    assert headline in "\n".join(email.text.splitlines()[:6])
