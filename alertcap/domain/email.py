@@ -92,6 +92,10 @@ def render(run: RunResult) -> Email:
     text = [subject, ""]
     if stats:
         text += [pcap.render_text(stats, rows=5), ""]
+    slices = run.summary.slices if run.summary else ()
+    if slices:
+        text += ["Evidence (small pcaps of the findings' and top conversations' packets):"]
+        text += [f"- {e.name}: {e.packets:,} packets  {e.link or e.url}" for e in slices] + [""]
     if warnings:
         text += ["Warnings:"] + [f"- {w}" for w in warnings] + [""]
     text += ["Details", "-------"] + [f"{k.ljust(width)}  {v}" for k, v in rows]
@@ -104,6 +108,10 @@ def render(run: RunResult) -> Email:
     ]
     if stats:
         html.append(pcap.render_html(stats, image_cid=TIMELINE_CID if inline else None))
+    if slices:
+        html.append("<h3>Evidence</h3><ul>" + "".join(
+            f"<li><a href=\"{escape(e.link or e.url, quote=True)}\">{escape(e.name)}.pcap</a>"
+            f" ({e.packets:,} packets)</li>" for e in slices) + "</ul>")
     if warnings:
         html.append("<p><b>Warnings</b></p><ul>"
                     + "".join(f"<li>{escape(str(w))}</li>" for w in warnings) + "</ul>")

@@ -137,6 +137,18 @@ class CaptureStatus(Model):
 
 
 @dataclass(frozen=True)
+class EvidenceSlice(Model):
+    """A small pcap holding only one finding's or conversation's packets."""
+
+    name: str
+    url: str
+    link: str | None = None
+    packets: int = 0
+    size_bytes: int = 0
+    truncated: bool = False  # more packets matched than a slice keeps
+
+
+@dataclass(frozen=True)
 class CaptureSummary(Model):
     blob_url: str
     link: str | None = None
@@ -144,6 +156,7 @@ class CaptureSummary(Model):
     size_bytes: int | None = None
     summary: dict[str, Any] | None = None
     warnings: tuple[str, ...] = ()
+    slices: tuple[EvidenceSlice, ...] = ()
 
 
 @dataclass(frozen=True)
