@@ -100,7 +100,11 @@ def test_exactly_one_email_names_the_vm_the_rule_and_the_read_link(
     assert link and "sig=" in link
     assert link in message["plainText"]
     assert output["notification"]["message_id"] == message["id"]
-    assert f"{output['summary']['summary']['packets']:,} packets" in message["subject"]
+    verdict = output["summary"]["summary"]["verdict"]
+    if verdict["abnormal"]:  # the subject is the answer: what is abnormal, and who
+        assert verdict["headline"][:60] in message["subject"]
+    else:
+        assert f"{output['summary']['summary']['packets']:,} packets" in message["subject"]
 
 
 def test_a_duplicate_alert_while_running_attaches_to_the_live_run(alerted: Observed) -> None:
