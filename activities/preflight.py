@@ -7,8 +7,9 @@ one activity, with the independent ARM calls made concurrently.
 
 ARM round trips before the PUT, one after another: one when the watcher is cached (GET VM ∥
 LIST), two when the alert names the region but the watcher is not cached yet (GET VM ∥ GET
-watcher, then LIST), three when neither is known (GET VM, GET watcher, LIST). Deleting a
-stale capture of ours adds its own round trips, only when there is one.
+watcher, then LIST), three when neither is known (GET VM, GET watcher, LIST). A stale capture
+of ours (the VM's previous run) adds one: its DELETE, up to ARM's 202, not the operation's
+polls.
 
 The watcher cache lives in this process (module level, with a TTL): a region's watcher does
 not move between runs, and reading it back from run records would cost more than the GET it
@@ -33,7 +34,6 @@ from activities.network import (
     ResolveWatcherInput,
     _azure,
     _captures,
-    _delete,
     _region,
     agent_on,
     read_vm,
@@ -131,6 +131,14 @@ def _resolve(clients: Clients, vm: VmRef, region: str) -> tuple[Watcher, str]:
     return found.watcher, found.found_by
 
 
+def _delete_accepted(ops: Any, w: Watcher, name: str) -> None:
+    """Send the DELETE and stop at ARM's 202: the session is being torn down, and waiting
+    for the operation to finish would put its polls before our PUT. Should the delete fail
+    after all, the run's monitor loop sweeps stale captures of this VM (version >= 2)."""
+    _azure(f"delete stale capture {name}",
+           lambda: ops.begin_delete(w.resource_group, w.name, name, polling=False))
+
+
 @activity("preflight")
 def preflight(clients: Clients, inp: PreflightInput) -> Preflight:
     vm = inp.vm
@@ -173,7 +181,7 @@ def preflight(clients: Clients, inp: PreflightInput) -> Preflight:
     if stale:
         ops = _captures(clients, watcher)
         with ThreadPoolExecutor(min(len(stale), 4), thread_name_prefix="preflight") as pool:
-            for done in [pool.submit(_delete, ops, watcher, n) for n in stale]:
+            for done in [pool.submit(_delete_accepted, ops, watcher, n) for n in stale]:
                 done.result()
     count = sum(1 for n in names if n != inp.name and n not in stale)
     if count >= inp.limit:
