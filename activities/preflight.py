@@ -33,7 +33,6 @@ from activities.network import (
     AgentStatus,
     ResolveWatcherInput,
     _azure,
-    _captures,
     _region,
     agent_on,
     read_vm,
@@ -120,7 +119,7 @@ class Preflight(Model):
 
 
 def _list(clients: Clients, w: Watcher) -> list[str]:
-    ops = _captures(clients, w)
+    ops = clients.network(w.subscription_id).packet_captures
     return [str(c.name) for c in _azure("list packet captures",
                                         lambda: list(ops.list(w.resource_group, w.name)))]
 
@@ -131,10 +130,11 @@ def _resolve(clients: Clients, vm: VmRef, region: str) -> tuple[Watcher, str]:
     return found.watcher, found.found_by
 
 
-def _delete_accepted(ops: Any, w: Watcher, name: str) -> None:
+def _delete_accepted(clients: Clients, w: Watcher, name: str) -> None:
     """Send the DELETE and stop at ARM's 202: the session is being torn down, and waiting
     for the operation to finish would put its polls before our PUT. Should the delete fail
     after all, the run's monitor loop sweeps stale captures of this VM (version >= 2)."""
+    ops = clients.network(w.subscription_id).packet_captures
     _azure(f"delete stale capture {name}",
            lambda: ops.begin_delete(w.resource_group, w.name, name, polling=False))
 
@@ -179,9 +179,8 @@ def preflight(clients: Clients, inp: PreflightInput) -> Preflight:
             f"{agent.os_type}"))
     stale = [n for n in names if n.startswith(inp.name_prefix) and n != inp.name]
     if stale:
-        ops = _captures(clients, watcher)
         with ThreadPoolExecutor(min(len(stale), 4), thread_name_prefix="preflight") as pool:
-            for done in [pool.submit(_delete_accepted, ops, watcher, n) for n in stale]:
+            for done in [pool.submit(_delete_accepted, clients, watcher, n) for n in stale]:
                 done.result()
     count = sum(1 for n in names if n != inp.name and n not in stale)
     if count >= inp.limit:
