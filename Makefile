@@ -41,6 +41,7 @@ bench: setup tshark
 	$(BIN)/python bench/pcap_bench.py
 	$(BIN)/python bench/host_bench.py
 	$(BIN)/python bench/storm_bench.py
+	$(BIN)/python bench/preflight_bench.py
 
 setup: $(STAMP) node_modules/.package-lock.json tcpdump chromium
 

@@ -133,8 +133,12 @@ def _agent_extension(model: Any) -> dict[str, Any] | None:
 def ensure_agent(clients: Clients, inp: EnsureAgentInput) -> AgentStatus:
     """Decide from the VM's extension list (presence and provisioning state), as Compute
     reports it, never from the wording of an error."""
-    vm = inp.vm
-    model = read_vm(clients, vm)
+    return agent_on(clients, inp.vm, read_vm(clients, inp.vm), inp.install)
+
+
+def agent_on(clients: Clients, vm: VmRef, model: Any, install: bool) -> AgentStatus:
+    """The agent check over a VM model already read (the preflight reads it once, for both
+    the VM's region and its extensions)."""
     props = model.properties or {}
     os_type = str(((props.get("storageProfile") or {}).get("osDisk") or {}).get("osType")
                   or "Linux").lower()
@@ -149,7 +153,7 @@ def ensure_agent(clients: Clients, inp: EnsureAgentInput) -> AgentStatus:
         return AgentStatus(str(ext.get("name") or str(ext.get("id", "")).rsplit("/", 1)[-1]),
                            str(ext_props.get("type")), ext_props.get("typeHandlerVersion"),
                            os_type=os_type)
-    if not inp.install:
+    if not install:
         raise AgentMissing(
             f"the Network Watcher agent ({wanted}) is not installed on {vm.name}; install the "
             f"{AGENT_EXTENSION_NAME} extension or set ALERTCAP_INSTALL_AGENT=true")
@@ -239,6 +243,10 @@ class CreateCaptureInput(Model):
     name: str
     options: CaptureOptions
     storage_account_id: str | None = None
+    # Version 3 runs: PUT at once and adopt only when Network Watcher answers 409 (the name
+    # exists: an earlier attempt of this activity landed). The preflight's listing has just
+    # shown the name absent, so the GET that used to come first is a round trip for nothing.
+    put_first: bool = False
 
 
 def _ref(w: Watcher, result: Any, adopted: bool) -> CaptureRef:
@@ -248,6 +256,16 @@ def _ref(w: Watcher, result: Any, adopted: bool) -> CaptureRef:
                       local_path=getattr(location, "file_path", None))
 
 
+def _existing(ops: Any, w: Watcher, name: str) -> CaptureRef | None:
+    try:
+        return _ref(w, ops.get(w.resource_group, w.name, name), adopted=True)
+    except Exception as exc:
+        error = from_azure(exc, f"read capture {name}")
+        if not isinstance(error, ResourceNotFound):
+            raise error from exc
+    return None
+
+
 @activity("create_capture")
 def create_capture(clients: Clients, inp: CreateCaptureInput) -> CaptureRef:
     """Create the capture; if one of this name exists (this run, before a crash) adopt it."""
@@ -255,13 +273,10 @@ def create_capture(clients: Clients, inp: CreateCaptureInput) -> CaptureRef:
 
     w = inp.watcher
     ops = _captures(clients, w)
-    try:
-        existing = ops.get(w.resource_group, w.name, inp.name)
-        return _ref(w, existing, adopted=True)
-    except Exception as exc:
-        error = from_azure(exc, f"read capture {inp.name}")
-        if not isinstance(error, ResourceNotFound):
-            raise error from exc
+    if not inp.put_first:
+        adopted = _existing(ops, w, inp.name)
+        if adopted is not None:
+            return adopted
     o = inp.options
     storage = models.PacketCaptureStorageLocation(
         storage_id=inp.storage_account_id if o.to_storage else None,
@@ -280,6 +295,13 @@ def create_capture(clients: Clients, inp: CreateCaptureInput) -> CaptureRef:
     try:
         result = ops.begin_create(w.resource_group, w.name, inp.name, params).result()
     except Exception as exc:
+        if inp.put_first and getattr(exc, "status_code", None) == 409:
+            # PacketCaptureAlreadyExists: ours from an earlier attempt whose answer was
+            # lost. Any other conflict leaves no capture of that name, and is reported.
+            adopted = _existing(ops, w, inp.name)
+            if adopted is not None:
+                return adopted
+            raise from_azure(exc, f"create capture {inp.name}") from exc
         error = from_azure(exc, f"create capture {inp.name}")
         # A failed create can leave a session behind: remove it so nothing half-made stays
         # (best effort; the create error is what the operator needs).

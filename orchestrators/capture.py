@@ -1,6 +1,9 @@
 """The capture workflow, as a plain generator over the Durable orchestration context.
 
-    resolve_watcher -> ensure_agent -> clear_stale_capture -> check_limit -> create_capture
+    preflight (watcher cached; VM read and capture listing concurrent; stale clean-up and
+    limit check from that one listing) -> create_capture
+    [runs before version 3: resolve_watcher -> ensure_agent -> clear_stale_capture ->
+     check_limit -> create_capture]
     -> monitor loop: get_capture_status, custom status, durable timer (or the operator's
        "stop" event); stale captures of this VM swept; stop_capture at the deadline
        (time limit + grace)
@@ -19,7 +22,8 @@ rewind (a preview API in Azure that fails on replay around retry timers).
 
 Versioning: `alertcap.domain.run.CURRENT_VERSION` says when a change needs a gate. Gated
 here (version 2): the clean-up after a failed create, and the stale-capture sweep while
-monitoring.
+monitoring; (version 3): the setup as one concurrent `preflight` activity (watcher cached)
+and a create that PUTs first.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from activities.network import (
     resolve_watcher,
     stop_capture,
 )
+from activities.preflight import PreflightInput, preflight
 from activities.records import save_run
 from activities.summary import SummariseInput, summarise_capture
 from alertcap.domain.run import CaptureRequest, Monitor, RunInput, RunResult
@@ -62,30 +67,24 @@ SWEEP_EVERY_POLLS = 4  # how often a run looks for a stale capture of its VM lan
 def _setup(run: Run, req: CaptureRequest, started_at: str, version: int) -> Steps:
     """From alert to a created capture; returns the first Monitor."""
     policy, vm = run.policy, req.vm
-    run.publish("resolving-watcher")
-    resolved = yield from run.call(resolve_watcher, ResolveWatcherInput(vm, req.location))
-    watcher = resolved.watcher
-    run.publish("checking-agent", watcher=watcher.name, region=resolved.vm_location)
-    agent = yield from run.call(ensure_agent, EnsureAgentInput(vm, policy.install_agent))
-    path = req.options.local_file_path
-    if path and local_path_os(path) != agent.os_type:
-        # Network Watcher would refuse it (Linux agents write under /var/captures only):
-        # say so before creating anything.
-        raise Unprocessable(f"localFilePath {path} is a {local_path_os(path)} path, but "
-                            f"{vm.name} runs {agent.os_type}")
     name = capture_name_for(policy.capture_prefix, vm, parse(started_at))
-    run.publish("clearing-stale-capture", capture=name)
-    cleared = yield from run.call(clear_stale_capture, ClearStaleInput(
-        watcher, capture_prefix_for(policy.capture_prefix, vm), name))
-    if cleared.deleted:
-        run.info("deleted stale captures %s", ", ".join(cleared.deleted))
-    run.publish("checking-limit")
-    yield from run.call(check_limit,
-                        CheckLimitInput(watcher, policy.capture_limit, ignore_name=name))
+    if version >= 3:
+        # One activity, its ARM calls concurrent, the watcher cached (activities/preflight).
+        run.publish("preflight", capture=name)
+        pre = yield from run.call(preflight, PreflightInput(
+            vm, name, capture_prefix_for(policy.capture_prefix, vm), policy.capture_limit,
+            req.location, policy.install_agent, req.options.local_file_path))
+        if pre.refused:
+            raise Unprocessable(pre.refused)
+        if pre.deleted:
+            run.info("deleted stale captures %s", ", ".join(pre.deleted))
+        watcher = pre.watcher
+    else:
+        watcher = yield from _preflight_v2(run, req, name)
     run.publish("creating-capture")
     try:
         capture = yield from run.call(create_capture, CreateCaptureInput(
-            watcher, vm, name, req.options, policy.storage_account_id))
+            watcher, vm, name, req.options, policy.storage_account_id, put_first=version >= 3))
     except Exception:
         if version >= 2:
             # The create may have landed even though its answer did not (a lost progress
@@ -103,6 +102,32 @@ def _setup(run: Run, req: CaptureRequest, started_at: str, version: int) -> Step
     return Monitor(watcher=watcher, capture=capture, capture_created_at=iso(created),
                    deadline=iso(deadline), run_started_at=started_at,
                    interval_seconds=float(policy.poll_interval_seconds))
+
+
+def _preflight_v2(run: Run, req: CaptureRequest, name: str) -> Steps:
+    """Runs started before version 3 replay this: the four setup activities one after
+    another (five ARM round trips before the PUT); returns the watcher."""
+    policy, vm = run.policy, req.vm
+    run.publish("resolving-watcher")
+    resolved = yield from run.call(resolve_watcher, ResolveWatcherInput(vm, req.location))
+    watcher = resolved.watcher
+    run.publish("checking-agent", watcher=watcher.name, region=resolved.vm_location)
+    agent = yield from run.call(ensure_agent, EnsureAgentInput(vm, policy.install_agent))
+    path = req.options.local_file_path
+    if path and local_path_os(path) != agent.os_type:
+        # Network Watcher would refuse it (Linux agents write under /var/captures only):
+        # say so before creating anything.
+        raise Unprocessable(f"localFilePath {path} is a {local_path_os(path)} path, but "
+                            f"{vm.name} runs {agent.os_type}")
+    run.publish("clearing-stale-capture", capture=name)
+    cleared = yield from run.call(clear_stale_capture, ClearStaleInput(
+        watcher, capture_prefix_for(policy.capture_prefix, vm), name))
+    if cleared.deleted:
+        run.info("deleted stale captures %s", ", ".join(cleared.deleted))
+    run.publish("checking-limit")
+    yield from run.call(check_limit,
+                        CheckLimitInput(watcher, policy.capture_limit, ignore_name=name))
+    return watcher
 
 
 def _monitor(run: Run, req: CaptureRequest, m: Monitor, version: int) -> Steps:

@@ -192,7 +192,7 @@ class Monitor(Model):
 # runs in flight replay with the version they started with (missing = 1), new starts get
 # this one. Appending steps after every recorded point (at the very end) needs no gate.
 # See tests/e2e/test_versioning.py.
-CURRENT_VERSION = 2
+CURRENT_VERSION = 3
 
 
 @dataclass(frozen=True)

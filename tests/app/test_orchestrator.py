@@ -23,6 +23,7 @@ from activities.network import (
     stop_capture,
 )
 from activities.notify import send as notify
+from activities.preflight import Preflight, preflight
 from activities.records import RecordRef, save_run
 from activities.summary import summarise_capture
 from alertcap.domain.run import (
@@ -84,6 +85,9 @@ class Scenario:
             notify.name: self.notify,
             save_run.name: lambda p: ok(RecordRef(f"{p['instance_id']}/x.json")),
             delete_capture.name: lambda p: ok(Deleted(p["name"], True)),
+            preflight.name: lambda p: ok(Preflight(WATCHER, "eastus", "cache", AgentStatus(
+                "AzureNetworkWatcherExtension", "NetworkWatcherAgentLinux", "1.4"),
+                count=3, limit=p["limit"])),
         }
 
     def status(self, payload: dict[str, Any]) -> dict[str, Any]:
@@ -115,7 +119,7 @@ def called(ctx: FakeContext) -> list[str]:
 
 def test_success_chains_every_step_and_reports_the_capture() -> None:
     scenario = Scenario(["NotStarted", "Running", "Running", "Stopped"])
-    ctx, out = run(scenario)
+    ctx, out = run(scenario, request(version=2))  # the setup before version 3
     assert called(ctx)[:5] == [resolve_watcher.name, ensure_agent.name,
                                clear_stale_capture.name, check_limit.name, create_capture.name]
     assert called(ctx)[-3:] == [summarise_capture.name, notify.name, save_run.name]
@@ -142,7 +146,7 @@ def test_success_chains_every_step_and_reports_the_capture() -> None:
 
 
 def test_clear_stale_only_targets_this_vms_prefix_and_keeps_the_new_name() -> None:
-    ctx, _ = run(Scenario(["Stopped"]))
+    ctx, _ = run(Scenario(["Stopped"]), request(version=2))
     clear = dict(ctx.calls)[clear_stale_capture.name]
     create = dict(ctx.calls)[create_capture.name]
     assert create["name"].startswith(clear["name_prefix"])
@@ -198,7 +202,7 @@ def test_permanent_error_fails_fast_and_is_notified() -> None:
     scenario = Scenario(["Running"])
     scenario.handlers[ensure_agent.name] = lambda p: {"error": AgentMissing(
         "the Network Watcher agent is not installed on vm1").to_dict()}
-    ctx, out = run(scenario)
+    ctx, out = run(scenario, request(version=2))
     assert called(ctx) == [resolve_watcher.name, ensure_agent.name, notify.name, save_run.name]
     assert out["outcome"] == "failed"
     assert out["error"]["type"] == "AgentMissing"
@@ -303,7 +307,7 @@ def test_a_failed_create_removes_whatever_landed_by_name() -> None:
 
 def test_a_stale_capture_landing_late_is_swept_while_monitoring() -> None:
     scenario = Scenario(["Running"] * 8 + ["Stopped"])
-    ctx, _ = run(scenario, request(time_limit=600))
+    ctx, _ = run(scenario, request(time_limit=600, version=2))
     sweeps = [p for name, p in ctx.calls if name == clear_stale_capture.name]
     assert len(sweeps) == 1 + 2  # before the create, then polls 1 and 5 (9 finds it stopped)
     assert {p["keep_name"] for p in sweeps} == {dict(ctx.calls)[create_capture.name]["name"]}
@@ -340,3 +344,49 @@ def test_a_windows_path_for_a_linux_vm_fails_before_anything_is_created() -> Non
     assert "windows path" in output["reason"] and "linux" in output["reason"]
     assert create_capture.name not in called(ctx)
     assert called(ctx)[-2:] == [notify.name, save_run.name]
+
+
+# --- version 3: the setup as one preflight activity -----------------------------------
+
+
+def test_v3_setup_is_one_preflight_then_a_create_that_puts_first() -> None:
+    scenario = Scenario(["NotStarted", "Running", "Stopped"])
+    ctx, out = run(scenario)
+    assert called(ctx)[:2] == [preflight.name, create_capture.name]
+    for old in (resolve_watcher, ensure_agent, check_limit):
+        assert old.name not in called(ctx)
+    pre, create = dict(ctx.calls)[preflight.name], dict(ctx.calls)[create_capture.name]
+    assert pre["name"] == create["name"] and create["name"].startswith(pre["name_prefix"])
+    assert pre["limit"] == 10000 and pre["location"] == "eastus"
+    assert create["put_first"] is True
+    assert out["outcome"] == "captured" and out["watcher"]["name"] == WATCHER.name
+
+
+def test_v3_preflight_failure_is_notified_with_its_error_and_creates_nothing() -> None:
+    scenario = Scenario(["Running"])
+    scenario.handlers[preflight.name] = lambda p: {"error": AgentMissing(
+        "the Network Watcher agent is not installed on vm1").to_dict()}
+    ctx, out = run(scenario)
+    assert called(ctx) == [preflight.name, notify.name, save_run.name]
+    assert out["error"]["type"] == "AgentMissing"
+    assert "not installed on vm1" in out["reason"]
+
+
+def test_v3_refused_local_path_fails_as_unprocessable_before_any_create() -> None:
+    scenario = Scenario(["Running"])
+    scenario.handlers[preflight.name] = lambda p: ok(Preflight(
+        WATCHER, "eastus", "cache", AgentStatus("AzureNetworkWatcherExtension",
+                                                "NetworkWatcherAgentWindows", "1.4",
+                                                os_type="windows"),
+        refused="localFilePath /var/captures/x.cap is a linux path, but vm1 runs windows"))
+    ctx, out = run(scenario)
+    assert create_capture.name not in called(ctx)
+    assert out["error"]["type"] == "Unprocessable"
+    assert "runs windows" in out["reason"]
+
+
+def test_v2_runs_in_flight_replay_the_old_setup_under_version_3() -> None:
+    # A run recorded at version 2 must schedule the same tasks after the upgrade.
+    ctx, _ = run(Scenario(["Stopped"]), request(version=2))
+    assert preflight.name not in called(ctx)
+    assert dict(ctx.calls)[create_capture.name]["put_first"] is False
