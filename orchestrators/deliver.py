@@ -27,7 +27,13 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from activities.channels import SENDERS, ChannelAttempt, ChannelInput
+from activities.channels import (
+    SENDERS,
+    ChannelAttempt,
+    ChannelInput,
+    ResolveInput,
+    resolve_pagerduty,
+)
 from activities.notify import NotifyInput
 from activities.notify import send as notify
 from alertcap.domain.run import ChannelStatus, Notification, RunPolicy, RunResult
@@ -36,6 +42,7 @@ from alertcap.errors import PermanentAzureError
 from orchestrators.steps import Run, Steps, decoded, first_line, iso, later
 
 NOTIFY_AGAIN_ORCHESTRATOR = "notify_again"
+RESOLVE_ORCHESTRATOR = "resolve_pagerduty"
 
 
 def deliver(run: Run, result: RunResult, key: str) -> Generator[Any, Any, Notification]:
@@ -180,3 +187,34 @@ def notify_again_run(ctx: Any) -> Steps:
     notification = yield from deliver(run, inp.result, inp.key)
     run.publish("done", status=notification.status)
     return notification.to_dict()
+
+
+@dataclass(frozen=True)
+class ResolveRunInput(Model):
+    alert_id: str
+    policy: RunPolicy = field(default_factory=RunPolicy)
+
+
+def resolve_run(ctx: Any) -> Steps:
+    """An Azure alert's Resolved notification: resolve its PagerDuty alert (same dedup key
+    as the trigger), retried on durable timers like any channel."""
+    inp = ResolveRunInput.from_dict(decoded(ctx.get_input()))
+    run = Run(ctx, inp.policy, {"alert": inp.alert_id[-60:]})
+    give_up_at = later(run, inp.policy.notify_give_up_seconds)
+    delay, attempts = float(inp.policy.notify_first_retry_seconds), 0
+    while True:
+        attempts += 1
+        out = yield from run.call(resolve_pagerduty, ResolveInput(inp.alert_id))
+        if out.status != "retry":
+            break
+        retry_at = later(run, max(delay, out.retry_after_seconds or 0.0))
+        if retry_at > give_up_at:
+            break
+        run.publish("resolving", attempts=attempts, lastError=out.error,
+                    nextAttemptAt=iso(retry_at))
+        yield from run.sleep_until(retry_at)
+        delay = min(delay * 2, float(inp.policy.notify_max_retry_seconds))
+    status = {"delivered": "resolved", "retry": "undelivered", "failed": "undelivered"}.get(
+        out.status, out.status)
+    run.publish("done", status=status)
+    return ChannelStatus("pagerduty", status, attempts, out.error, out.http_status).to_dict()

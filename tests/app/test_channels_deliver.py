@@ -105,3 +105,24 @@ def test_runs_started_before_version_4_keep_email_only_delivery() -> None:
     assert out["channels"] == []
     assert not any(sent.values())
     assert not any(name.startswith("channel_") for name in called(ctx))
+
+
+def test_a_resolved_alert_resolves_pagerduty_retrying_an_outage() -> None:
+    from activities.channels import resolve_pagerduty
+    from alertcap.domain.run import RunPolicy
+    from orchestrators.deliver import ResolveRunInput, resolve_run
+    from tests.app.orchestration_harness import FakeContext, drive
+
+    answers = iter(["retry", "retry", "delivered"])
+    seen: list[dict[str, Any]] = []
+
+    def resolve(payload: dict[str, Any]) -> dict[str, Any]:
+        seen.append(payload)
+        return ok(ChannelAttempt(status=next(answers), http_status=503))
+
+    ctx = FakeContext(ResolveRunInput("/alerts/1", RunPolicy(notify_first_retry_seconds=5))
+                      .to_dict(), {resolve_pagerduty.name: resolve})
+    out = drive(ctx, resolve_run(ctx))
+    assert (out["status"], out["attempts"]) == ("resolved", 3)
+    assert [p["alert_id"] for p in seen] == ["/alerts/1"] * 3
+    assert len(ctx.timers) == 2
