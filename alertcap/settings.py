@@ -20,6 +20,8 @@ from alertcap.domain.validation import validate_filters, validate_options
 from alertcap.errors import ConfigError, Unprocessable
 
 PUBLIC_ARM = "https://management.azure.com"
+PAGERDUTY_EVENTS = "https://events.pagerduty.com/v2/enqueue"
+CHANNELS = ("teams", "slack", "pagerduty", "webhook")  # email is the `notify` activity
 
 # Every environment variable the app reads, with its default (None: optional, no default).
 ENV: dict[str, str | None] = {
@@ -57,6 +59,15 @@ ENV: dict[str, str | None] = {
     "ALERTCAP_RUNS_CONTAINER_URL": None,
     "ALERTCAP_DOCTOR_TARGETS": None,
     "ALERTCAP_DOCTOR_STATE_BLOB": None,
+    # Channels beyond email (issue #16). URLs and keys are secrets: in Azure, Key Vault
+    # references (@Microsoft.KeyVault(...)) that App Service resolves before we read them.
+    "ALERTCAP_TEAMS_URL": None,
+    "ALERTCAP_SLACK_URL": None,
+    "ALERTCAP_PAGERDUTY_ROUTING_KEY": None,
+    "ALERTCAP_PAGERDUTY_URL": PAGERDUTY_EVENTS,
+    "ALERTCAP_WEBHOOK_URL": None,
+    "ALERTCAP_WEBHOOK_SECRET": None,
+    "ALERTCAP_CHANNEL_TIMEOUT_SECONDS": "10",
 }
 
 
@@ -82,6 +93,22 @@ class Settings:
     doctor_targets: tuple[str, ...] = ()
     # Blob URL where the scheduled doctor keeps the problems it last notified.
     doctor_state_blob: str | None = None
+    # Channels: None = not configured. Secrets all (a Teams/Slack URL carries its own
+    # signature), so never in a repr, a log line or an orchestration input.
+    teams_url: str | None = None
+    slack_url: str | None = None
+    pagerduty_routing_key: str | None = None
+    pagerduty_url: str = PAGERDUTY_EVENTS
+    webhook_url: str | None = None
+    webhook_secrets: tuple[str, ...] = ()
+    channel_timeout_seconds: int = 10
+
+    @property
+    def channels(self) -> tuple[str, ...]:
+        """The configured channels, by name (what a run's input may carry)."""
+        configured = {"teams": self.teams_url, "slack": self.slack_url,
+                      "pagerduty": self.pagerduty_routing_key, "webhook": self.webhook_url}
+        return tuple(c for c in CHANNELS if configured[c])
 
     def __repr__(self) -> str:
         # Connection strings hold account keys: never let them reach a log via repr.
@@ -187,6 +214,32 @@ class Settings:
             problems.append(f"ALERTCAP_LRO_POLLING_SECONDS must be a number, got {lro!r}")
             lro_seconds = 5.0
 
+        teams_url, slack_url = text("ALERTCAP_TEAMS_URL"), text("ALERTCAP_SLACK_URL")
+        webhook_url = text("ALERTCAP_WEBHOOK_URL")
+        pagerduty_url = (text("ALERTCAP_PAGERDUTY_URL") or PAGERDUTY_EVENTS)
+        for name, url in (("ALERTCAP_TEAMS_URL", teams_url), ("ALERTCAP_SLACK_URL", slack_url),
+                          ("ALERTCAP_WEBHOOK_URL", webhook_url),
+                          ("ALERTCAP_PAGERDUTY_URL", pagerduty_url)):
+            # Only the name in the message: the URL itself carries a signature.
+            if url and not url.startswith("https://"):
+                problems.append(f"{name} must be an https:// URL")
+        routing_key = text("ALERTCAP_PAGERDUTY_ROUTING_KEY")
+        if routing_key and (len(routing_key) != 32 or not routing_key.isalnum()):
+            # PagerDuty Events API v2: the integration key is 32 characters.
+            problems.append("ALERTCAP_PAGERDUTY_ROUTING_KEY must be the 32-character "
+                            "integration key of an Events API v2 integration")
+        webhook_secrets = tuple(x.strip() for x in (text("ALERTCAP_WEBHOOK_SECRET") or "")
+                                .split(",") if x.strip())
+        if webhook_url and not webhook_secrets:
+            problems.append("ALERTCAP_WEBHOOK_URL is set but ALERTCAP_WEBHOOK_SECRET is not: "
+                            "the webhook is only sent signed")
+        if any(len(x) < 16 for x in webhook_secrets):
+            problems.append("ALERTCAP_WEBHOOK_SECRET: each secret needs at least 16 characters")
+        channel_timeout = number("ALERTCAP_CHANNEL_TIMEOUT_SECONDS", 1, 60)
+        policy = replace(policy, channels=tuple(c for c, on in (
+            ("teams", teams_url), ("slack", slack_url), ("pagerduty", routing_key),
+            ("webhook", webhook_url)) if on))
+
         if problems:
             raise ConfigError("invalid settings: " + "; ".join(problems),
                               detail={"problems": problems})
@@ -210,6 +263,13 @@ class Settings:
             doctor_targets=tuple(t.strip() for t in (text("ALERTCAP_DOCTOR_TARGETS") or "")
                                  .replace(";", ",").split(",") if t.strip()),
             doctor_state_blob=text("ALERTCAP_DOCTOR_STATE_BLOB"),
+            teams_url=teams_url,
+            slack_url=slack_url,
+            pagerduty_routing_key=routing_key,
+            pagerduty_url=pagerduty_url,
+            webhook_url=webhook_url,
+            webhook_secrets=webhook_secrets,
+            channel_timeout_seconds=channel_timeout,
         )
 
 

@@ -80,6 +80,26 @@ param webhookAppObjectId string = ''
 @description('webhookAuth=entra: Application ID URI of that app registration, e.g. api://<client id>; the token audience.')
 param webhookAppIdUri string = ''
 
+@secure()
+@description('Teams Workflows webhook URL ("When a Teams webhook request is received"), or a Key Vault reference @Microsoft.KeyVault(SecretUri=...); empty: no Teams card.')
+param teamsUrl string = ''
+
+@secure()
+@description('Slack incoming webhook URL, or a Key Vault reference; empty: no Slack message.')
+param slackUrl string = ''
+
+@secure()
+@description('PagerDuty Events API v2 integration key (32 characters), or a Key Vault reference; empty: no PagerDuty alert.')
+param pagerDutyRoutingKey string = ''
+
+@secure()
+@description('Generic webhook receiving each run signed with HMAC-SHA256 (Alertcap-Signature), or a Key Vault reference; empty: none.')
+param webhookUrl string = ''
+
+@secure()
+@description('Shared secret(s) signing the webhook, comma-separated while rotating (16+ characters each), or a Key Vault reference.')
+param webhookSecret string = ''
+
 @description('Who gets the capture email: addresses separated by commas (ALERTCAP_EMAIL_RECIPIENTS).')
 param emailRecipients string
 
@@ -597,6 +617,34 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'ALERTCAP_DOCTOR_STATE_BLOB'
           value: '${hostStorage.properties.primaryEndpoints.blob}alertcap-doctor/state.json'
+        }
+        {
+          name: 'ALERTCAP_TEAMS_URL'
+          value: teamsUrl
+        }
+        {
+          name: 'ALERTCAP_SLACK_URL'
+          value: slackUrl
+        }
+        {
+          name: 'ALERTCAP_PAGERDUTY_ROUTING_KEY'
+          value: pagerDutyRoutingKey
+        }
+        {
+          name: 'ALERTCAP_WEBHOOK_URL'
+          value: webhookUrl
+        }
+        {
+          name: 'ALERTCAP_WEBHOOK_SECRET'
+          value: webhookSecret
+        }
+        {
+          name: 'ALERTCAP_PAGERDUTY_URL'
+          value: 'https://events.pagerduty.com/v2/enqueue'
+        }
+        {
+          name: 'ALERTCAP_CHANNEL_TIMEOUT_SECONDS'
+          value: '10'
         }
       ]
     }

@@ -23,7 +23,7 @@ rewind (a preview API in Azure that fails on replay around retry timers).
 Versioning: `alertcap.domain.run.CURRENT_VERSION` says when a change needs a gate. Gated
 here (version 2): the clean-up after a failed create, and the stale-capture sweep while
 monitoring; (version 3): the setup as one concurrent `preflight` activity (watcher cached)
-and a create that PUTs first.
+and a create that PUTs first; (version 4) delivery to every channel at once (`deliver_all`).
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ from alertcap.domain.run import CaptureRequest, Monitor, RunInput, RunResult
 from alertcap.domain.validation import local_path_os
 from alertcap.domain.vm import capture_name_for, capture_prefix_for
 from alertcap.errors import AlertcapError, CaptureFailed, Unprocessable
-from orchestrators.deliver import deliver
+from orchestrators.deliver import deliver, deliver_all
 from orchestrators.steps import Run, Steps, decoded, first_line, iso, parse
 
 ORCHESTRATOR = "capture_orchestrator"
@@ -217,7 +217,12 @@ def capture_run(ctx: Any) -> Steps:
 
     result = replace(result, finished_at=iso(run.now))
     run.publish("notifying", outcome=result.outcome)
-    notification = yield from deliver(run, result, f"{ctx.instance_id}/{started_at}")
+    key = f"{ctx.instance_id}/{started_at}"
+    if version >= 4:  # every channel at once, each retried on its own
+        notification, channels = yield from deliver_all(run, result, key)
+        result = replace(result, channels=channels)
+    else:
+        notification = yield from deliver(run, result, key)
     result = replace(result, notification=notification)
     result = yield from _keep_record(run, result)
     run.publish("done", outcome=result.outcome, reason=result.reason,

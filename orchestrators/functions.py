@@ -8,7 +8,12 @@ from typing import Any
 import azure.durable_functions as df
 
 from orchestrators.capture import ORCHESTRATOR, capture_run
-from orchestrators.deliver import NOTIFY_AGAIN_ORCHESTRATOR, notify_again_run
+from orchestrators.deliver import (
+    NOTIFY_AGAIN_ORCHESTRATOR,
+    RESOLVE_ORCHESTRATOR,
+    notify_again_run,
+    resolve_run,
+)
 from orchestrators.steps import Steps
 
 bp = df.Blueprint()
@@ -25,4 +30,11 @@ def capture_orchestrator(context: df.DurableOrchestrationContext) -> Steps:
 @bp.orchestration_trigger(context_name="context", orchestration=NOTIFY_AGAIN_ORCHESTRATOR)
 def notify_again(context: df.DurableOrchestrationContext) -> Steps:
     result: Any = yield from notify_again_run(context)
+    return result
+
+
+@bp.function_name(RESOLVE_ORCHESTRATOR)
+@bp.orchestration_trigger(context_name="context", orchestration=RESOLVE_ORCHESTRATOR)
+def resolve_pagerduty(context: df.DurableOrchestrationContext) -> Steps:
+    result: Any = yield from resolve_run(context)
     return result

@@ -64,10 +64,17 @@ class Run:
     def call(self, act: Activity[I, O], inp: I) -> Generator[Any, Any, O]:
         """Run an activity: its output, or its permanent error raised as the tree's class.
         Transient faults were retried by RetryOptions; when they run out, the SDK raises."""
+        return self.unwrap(act, (yield self.task(act, inp)))
+
+    def task(self, act: Activity[I, O], inp: I) -> Any:
+        """The activity's Durable task, not yet awaited (for task_all); see `unwrap`."""
         retry = self.retry
         if act.max_attempts is not None and act.max_attempts < retry.max_number_of_attempts:
             retry = df.RetryOptions(retry.first_retry_interval_in_milliseconds, act.max_attempts)
-        envelope = yield self.ctx.call_activity_with_retry(act.name, retry, inp.to_dict())
+        return self.ctx.call_activity_with_retry(act.name, retry, inp.to_dict())
+
+    @staticmethod
+    def unwrap(act: Activity[I, O], envelope: Any) -> O:
         envelope = decoded(envelope)
         if "error" in envelope:
             raise permanent_from_dict(envelope["error"])

@@ -39,7 +39,12 @@ from alertcap.errors import (
 )
 from alertcap.settings import Settings
 from orchestrators.capture import ORCHESTRATOR, STOP_EVENT
-from orchestrators.deliver import NOTIFY_AGAIN_ORCHESTRATOR, NotifyAgainInput
+from orchestrators.deliver import (
+    NOTIFY_AGAIN_ORCHESTRATOR,
+    RESOLVE_ORCHESTRATOR,
+    NotifyAgainInput,
+    ResolveRunInput,
+)
 from orchestrators.steps import decoded
 
 log = logging.getLogger("alertcap.http")
@@ -160,6 +165,15 @@ class Starter:
     async def alert(self, req: func.HttpRequest) -> func.HttpResponse:
         parsed = parse_alert(read_json(req, self.settings.max_body_bytes))
         info = parsed.info
+        if not parsed.active and info.alert_id and self.settings.pagerduty_routing_key:
+            # The PagerDuty alert its firing opened closes with it (orchestrators/deliver.py).
+            instance = await self.client.start_new(RESOLVE_ORCHESTRATOR, None, ResolveRunInput(
+                info.alert_id, self.settings.policy).to_dict())
+            log.info("alert %s is %s: resolving its PagerDuty alert (%s)", info.alert_rule,
+                     info.condition, instance)
+            return _json({"status": "resolving", "reason": f"alert is {info.condition}: "
+                          "nothing to capture; its PagerDuty alert is being resolved",
+                          "alert": info.to_dict(), "id": instance}, 202)
         if not parsed.active:
             log.info("alert %s is %s: nothing to capture", info.alert_rule, info.condition)
             return _json({"status": "ignored", "reason": f"alert is {info.condition}: "

@@ -89,6 +89,9 @@ class RunPolicy(Model):
     notify_first_retry_seconds: int = 60
     notify_max_retry_seconds: int = 1800
     notify_give_up_seconds: int = 86400
+    # The channels beyond email configured when the run started, by name only: their URLs
+    # and keys stay in app settings, out of the history (version 4).
+    channels: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -168,6 +171,17 @@ class Notification(Model):
     error: str | None = None  # the last attempt's error, when undelivered
 
 
+@dataclass(frozen=True)
+class ChannelStatus(Model):
+    """One channel's delivery of a run (version 4): each retried and given up on its own."""
+
+    channel: str  # teams | slack | pagerduty | webhook
+    status: str  # "delivered" | "undelivered" | "skipped: ..."
+    attempts: int = 1
+    error: str | None = None  # the last attempt's error, when undelivered
+    http_status: int | None = None
+
+
 # --- orchestration state and output ---------------------------------------------------
 
 
@@ -192,7 +206,7 @@ class Monitor(Model):
 # runs in flight replay with the version they started with (missing = 1), new starts get
 # this one. Appending steps after every recorded point (at the very end) needs no gate.
 # See tests/e2e/test_versioning.py.
-CURRENT_VERSION = 3
+CURRENT_VERSION = 4
 
 
 @dataclass(frozen=True)
@@ -226,3 +240,4 @@ class RunResult(Model):
     notification: Notification | None = None
     warnings: tuple[str, ...] = ()
     record: str | None = None  # where the run record is kept (it outlives the instance)
+    channels: tuple[ChannelStatus, ...] = ()  # every channel beyond email (version 4)

@@ -23,6 +23,8 @@ class Task:
     children: list[Task] = field(default_factory=list)
     is_completed: bool = False
     cancelled: bool = False
+    result: Any = None
+    error: BaseException | None = None
 
     def cancel(self) -> None:
         self.cancelled = True
@@ -65,6 +67,9 @@ class FakeContext:
     def wait_for_external_event(self, name: str) -> Task:
         return Task("event", name)
 
+    def task_all(self, tasks: list[Task]) -> Task:
+        return Task("all", children=tasks)
+
     def task_any(self, tasks: list[Task]) -> Task:
         return Task("any", children=tasks)
 
@@ -76,10 +81,32 @@ class FakeContext:
 
     def _resolve(self, task: Task) -> Any:
         if task.kind == "activity":
+            if task.is_completed:  # yielded again: its recorded outcome, as the SDK does
+                if task.error is not None:
+                    raise task.error
+                return task.result
             self.calls.append((task.name, task.payload))
             self.now += timedelta(seconds=self.step_seconds)
             task.is_completed = True
-            return self.handlers[task.name](task.payload)
+            try:
+                task.result = self.handlers[task.name](task.payload)
+            except ActivityFailed as exc:
+                task.error = exc
+                raise
+            return task.result
+        if task.kind == "all":  # children run side by side: the clock moves one step
+            start, errors, results = self.now, [], []
+            for child in task.children:
+                self.now = start
+                try:
+                    results.append(self._resolve(child))
+                except ActivityFailed as exc:
+                    errors.append(exc)
+            self.now = start + timedelta(seconds=self.step_seconds)
+            if errors:  # fails fast with the first error, like WhenAllTask
+                raise errors[0]
+            task.is_completed = True
+            return results
         if task.kind == "any":
             timer = next(t for t in task.children if t.kind == "timer")
             event = next((t for t in task.children if t.kind == "event"), None)

@@ -67,7 +67,11 @@ def bicep(path: Path = MAIN_BICEP) -> Bicep:
                           or lines[i].startswith("]")):
             above.append(lines[i])
             i -= 1
-        b.params[m.group(1)] = {"type": m.group(2), "default": m.group(4),
+        # @secure() string is ARM's securestring (never echoed in deployment history)
+        kind = m.group(2)
+        if kind == "string" and "@secure()" in above:
+            kind = "securestring"
+        b.params[m.group(1)] = {"type": kind, "default": m.group(4),
                                 "described": any(a.startswith("@description(") for a in above)}
     b.resources = [(m.group(1), m.group(2), m.group(3)) for m in _RESOURCE.finditer(text)]
     b.modules = {m.group(1): m.group(2) for m in _MODULE.finditer(text)}
