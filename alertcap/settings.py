@@ -57,6 +57,8 @@ ENV: dict[str, str | None] = {
     "ALERTCAP_RUNS_CONTAINER_URL": None,
     "ALERTCAP_DOCTOR_TARGETS": None,
     "ALERTCAP_DOCTOR_STATE_BLOB": None,
+    "ALERTCAP_FANOUT_CONCURRENCY": "20",
+    "ALERTCAP_MAX_TARGETS_PER_ALERT": "500",
 }
 
 
@@ -82,6 +84,10 @@ class Settings:
     doctor_targets: tuple[str, ...] = ()
     # Blob URL where the scheduled doctor keeps the problems it last notified.
     doctor_state_blob: str | None = None
+    # Big alerts (orchestrators/fanout.py): runs of one alert at a time, and targets one
+    # alert may start (the rest are refused in the webhook's answer).
+    fanout_concurrency: int = 20
+    max_targets_per_alert: int = 500
 
     def __repr__(self) -> str:
         # Connection strings hold account keys: never let them reach a log via repr.
@@ -210,6 +216,8 @@ class Settings:
             doctor_targets=tuple(t.strip() for t in (text("ALERTCAP_DOCTOR_TARGETS") or "")
                                  .replace(";", ",").split(",") if t.strip()),
             doctor_state_blob=text("ALERTCAP_DOCTOR_STATE_BLOB"),
+            fanout_concurrency=number("ALERTCAP_FANOUT_CONCURRENCY", 1, 1000),
+            max_targets_per_alert=number("ALERTCAP_MAX_TARGETS_PER_ALERT", 1, 10000),
         )
 
 

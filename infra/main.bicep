@@ -598,6 +598,14 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
           name: 'ALERTCAP_DOCTOR_STATE_BLOB'
           value: '${hostStorage.properties.primaryEndpoints.blob}alertcap-doctor/state.json'
         }
+        {
+          name: 'ALERTCAP_FANOUT_CONCURRENCY'
+          value: '20'
+        }
+        {
+          name: 'ALERTCAP_MAX_TARGETS_PER_ALERT'
+          value: '500'
+        }
       ]
     }
     functionAppConfig: {

@@ -9,6 +9,7 @@ import azure.durable_functions as df
 
 from orchestrators.capture import ORCHESTRATOR, capture_run
 from orchestrators.deliver import NOTIFY_AGAIN_ORCHESTRATOR, notify_again_run
+from orchestrators.fanout import FANOUT_ORCHESTRATOR, fanout_run
 from orchestrators.steps import Steps
 
 bp = df.Blueprint()
@@ -25,4 +26,11 @@ def capture_orchestrator(context: df.DurableOrchestrationContext) -> Steps:
 @bp.orchestration_trigger(context_name="context", orchestration=NOTIFY_AGAIN_ORCHESTRATOR)
 def notify_again(context: df.DurableOrchestrationContext) -> Steps:
     result: Any = yield from notify_again_run(context)
+    return result
+
+
+@bp.function_name(FANOUT_ORCHESTRATOR)
+@bp.orchestration_trigger(context_name="context", orchestration=FANOUT_ORCHESTRATOR)
+def fanout_orchestrator(context: df.DurableOrchestrationContext) -> Steps:
+    result: Any = yield from fanout_run(context)
     return result
