@@ -59,7 +59,8 @@ class _Chained:
     together-summary streams as the per-instance ones do."""
 
     def __init__(self, opens: list[Callable[[], Any]]) -> None:
-        self._opens, self._current, self._header = list(opens), None, b""
+        self._opens, self._header = list(opens), b""
+        self._current: Any = None
         self.skipped = 0
 
     def read(self, n: int = -1, /) -> bytes:
@@ -119,8 +120,10 @@ def summarise_scale_set_capture(clients: Clients, inp: SummariseInput) -> Captur
     if not instances:
         return CaptureSummary(blob_url=inp.storage_path, warnings=(
             "Network Watcher wrote no capture file for any instance",))
-    chained = _Chained([lambda u=i.blob_url: clients.blob(u).download_blob(max_concurrency=1)
-                        for i in instances])
+    def opener(url: str) -> Callable[[], Any]:
+        return lambda: clients.blob(url).download_blob(max_concurrency=1)
+
+    chained = _Chained([opener(i.blob_url) for i in instances])
     try:
         together = pcap.summarise(chained, top=inp.top).to_dict()
     except Exception as exc:

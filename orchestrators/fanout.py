@@ -31,7 +31,7 @@ from alertcap.domain.vm import VmRef
 from alertcap.domain.wire import Model, json_key
 from orchestrators.capture import ORCHESTRATOR
 from orchestrators.deliver import deliver
-from orchestrators.steps import Run, Steps, decoded, first_line, iso
+from orchestrators.steps import Run, Steps, decoded, iso
 
 FANOUT_ORCHESTRATOR = "fanout_orchestrator"
 MAX_DIGEST_LINES = 50
@@ -76,7 +76,7 @@ class FanoutResult(Model):
 
 def _outcome(instance_id: str, vm: VmRef, task: Any) -> TargetOutcome:
     if getattr(task, "is_faulted", False):
-        text = first_line(getattr(task, "result", None) or "the run failed to start")
+        text = str(getattr(task, "result", None) or "the run failed to start").split("\n")[0]
         if "already exists" in text:
             return TargetOutcome(instance_id, vm, "running", "a run of this target is live")
         return TargetOutcome(instance_id, vm, "failed", text)
