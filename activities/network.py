@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 from activities.spec import activity
 from alertcap.domain.run import CaptureOptions, CaptureRef, CaptureStatus, Watcher
+from alertcap.domain.targets import Scope
 from alertcap.domain.vm import VmRef
 from alertcap.domain.wire import Model, json_key
 from alertcap.errors import (
@@ -116,6 +117,8 @@ class AgentStatus(Model):
     version: str | None
     installed_now: bool = False
     os_type: str = "linux"
+    # A scale set: instances still on an older model (the agent may not be on them yet).
+    not_upgraded: tuple[str, ...] = ()
 
 
 def _agent_extension(model: Any) -> dict[str, Any] | None:
@@ -129,10 +132,78 @@ def _agent_extension(model: Any) -> dict[str, Any] | None:
     return None
 
 
+def _scale_set_instances(clients: Clients, vm: VmRef) -> list[dict[str, Any]]:
+    """The scale set's instances, every page (Compute's list: GET .../virtualMachines)."""
+    from azure.core.exceptions import HttpResponseError
+    from azure.core.rest import HttpRequest
+
+    client = clients.resources(vm.subscription_id)
+    items: list[dict[str, Any]] = []
+    url: str | None = f"{vm.id}/virtualMachines?api-version={COMPUTE_API_VERSION}"
+    for _ in range(100):  # 100 pages of Compute's page size: far past any scale set
+        if not url:
+            break
+        request = HttpRequest("GET", url)
+
+        def send(req: Any = request) -> Any:
+            response = client.send_request(req)
+            if response.status_code >= 400:
+                raise HttpResponseError(response=response)
+            return response.json()
+
+        body = _azure(f"list the instances of scale set {vm.name}", send)
+        items.extend(v for v in body.get("value") or [] if isinstance(v, dict))
+        url = body.get("nextLink")
+    return items
+
+
+def _ensure_scale_set_agent(clients: Clients, inp: EnsureAgentInput) -> AgentStatus:
+    """The agent of a scale set lives in its model's extension profile; instances still on
+    an older model (latestModelApplied false, Manual upgrade policy) may not have it."""
+    vm = inp.vm
+    model = read_vm(clients, vm)
+    profile = (model.properties or {}).get("virtualMachineProfile") or {}
+    os_type = str(((profile.get("storageProfile") or {}).get("osDisk") or {}).get("osType")
+                  or "Linux").lower()
+    wanted = AGENT_TYPES.get(os_type, AGENT_TYPES["linux"])
+    ext = _agent_extension({"resources": (profile.get("extensionProfile") or {})
+                            .get("extensions") or []})
+    behind = tuple(str(i.get("instanceId")) for i in _scale_set_instances(clients, vm)
+                   if (i.get("properties") or {}).get("latestModelApplied") is False)
+    if ext is not None:
+        ext_props = ext.get("properties") or {}
+        if str(ext_props.get("provisioningState") or "Succeeded").lower() == "failed":
+            raise AgentMissing(f"the Network Watcher agent in scale set {vm.name}'s model is "
+                               f"in state Failed; reinstall the {AGENT_EXTENSION_NAME} extension")
+        return AgentStatus(str(ext.get("name") or AGENT_EXTENSION_NAME),
+                           str(ext_props.get("type")), ext_props.get("typeHandlerVersion"),
+                           os_type=os_type, not_upgraded=behind)
+    if not inp.install:
+        raise AgentMissing(
+            f"the Network Watcher agent ({wanted}) is not in scale set {vm.name}'s extension "
+            f"profile; add it (az vmss extension set --publisher {AGENT_PUBLISHER} --name "
+            f"{wanted} --vmss-name {vm.name} -g {vm.resource_group}), then upgrade the "
+            "instances (az vmss update-instances), or set ALERTCAP_INSTALL_AGENT=true")
+    body = {"properties": {"publisher": AGENT_PUBLISHER, "type": wanted,
+                           "typeHandlerVersion": AGENT_VERSION, "autoUpgradeMinorVersion": True}}
+    resources = clients.resources(vm.subscription_id).resources
+    _azure(f"add the Network Watcher agent to scale set {vm.name}", lambda: resources
+           .begin_create_or_update_by_id(f"{vm.id}/extensions/{AGENT_EXTENSION_NAME}",
+                                         body, api_version=COMPUTE_API_VERSION).result())
+    # A Manual upgrade policy leaves every instance on the old model until upgraded.
+    everyone = tuple(str(i.get("instanceId")) for i in _scale_set_instances(clients, vm)
+                     if (i.get("properties") or {}).get("latestModelApplied") is not True)
+    return AgentStatus(AGENT_EXTENSION_NAME, wanted, AGENT_VERSION, installed_now=True,
+                       os_type=os_type, not_upgraded=everyone)
+
+
 @activity("ensure_agent")
 def ensure_agent(clients: Clients, inp: EnsureAgentInput) -> AgentStatus:
     """Decide from the VM's extension list (presence and provisioning state), as Compute
-    reports it, never from the wording of an error."""
+    reports it, never from the wording of an error. A scale set: from its model's
+    extension profile."""
+    if inp.vm.is_scale_set:
+        return _ensure_scale_set_agent(clients, inp)
     return agent_on(clients, inp.vm, read_vm(clients, inp.vm), inp.install)
 
 
@@ -243,6 +314,7 @@ class CreateCaptureInput(Model):
     name: str
     options: CaptureOptions
     storage_account_id: str | None = None
+    scope: Scope | None = None  # a scale set's instances (targetType AzureVMSS)
     # Version 3 runs: PUT at once and adopt only when Network Watcher answers 409 (the name
     # exists: an earlier attempt of this activity landed). The preflight's listing has just
     # shown the name absent, so the GET that used to come first is a round trip for nothing.
@@ -283,7 +355,10 @@ def create_capture(clients: Clients, inp: CreateCaptureInput) -> CaptureRef:
         file_path=o.local_file_path)
     params = models.PacketCapture(properties=models.PacketCaptureParameters(
         target=inp.vm.id,
-        target_type="AzureVM",
+        target_type="AzureVMSS" if inp.vm.is_scale_set else "AzureVM",
+        scope=models.PacketCaptureMachineScope(
+            include=list(inp.scope.include) or None, exclude=list(inp.scope.exclude) or None)
+        if inp.vm.is_scale_set and inp.scope is not None else None,
         bytes_to_capture_per_packet=o.bytes_per_packet,
         total_bytes_per_session=o.total_bytes,
         time_limit_in_seconds=o.time_limit_seconds,

@@ -10,13 +10,15 @@ retention rule there does not take the evidence with it.
 
 from __future__ import annotations
 
+import re
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from activities.spec import activity
 from alertcap import pcap
-from alertcap.domain.run import CaptureSummary, EvidenceSlice
+from alertcap.domain.run import CaptureSummary, EvidenceSlice, InstanceSummary
 from alertcap.domain.wire import Model
 from alertcap.sdk.clients import Clients
 from alertcap.sdk.errors import from_azure
@@ -80,3 +82,93 @@ def _slices(clients: Clients, inp: SummariseInput,
         out.append(EvidenceSlice(name=name, url=url, link=link, packets=info[name].packets,
                                  size_bytes=len(body), truncated=info[name].dropped > 0))
     return tuple(out)
+
+
+# --- scale sets: one file per captured instance ----------------------------------------
+
+_INSTANCE_IN_PATH = re.compile(r"/virtualmachines/(?P<iid>[0-9]+)/", re.IGNORECASE)
+_PCAP_HEADER = 24  # classic libpcap global header (what Network Watcher and tcpdump write)
+MAX_INSTANCE_FILES = 1000
+
+
+class _Chained:
+    """The instances' files read as one capture: the first file whole, every next one
+    without its global header (same link type and byte order, else it is left out), so the
+    together-summary streams as the per-instance ones do."""
+
+    def __init__(self, opens: list[Callable[[], Any]]) -> None:
+        self._opens, self._header = list(opens), b""
+        self._current: Any = None
+        self.skipped = 0
+
+    def read(self, n: int = -1, /) -> bytes:
+        while True:
+            if self._current is None:
+                if not self._opens:
+                    return b""
+                self._current = self._opens.pop(0)()
+                header = _read_exactly(self._current, _PCAP_HEADER)
+                if not self._header:
+                    self._header = header
+                    return header + self._current.read(max(n - _PCAP_HEADER, 1))
+                if header[:4] != self._header[:4] or header[20:] != self._header[20:]:
+                    self.skipped += 1
+                    self._current = None
+                    continue
+            data = self._current.read(n)
+            if data:
+                return bytes(data)
+            self._current = None
+
+
+def _read_exactly(stream: Any, n: int) -> bytes:
+    out = b""
+    while len(out) < n:
+        data = stream.read(n - len(out))
+        if not data:
+            break
+        out += data
+    return out
+
+
+@activity("summarise_scale_set_capture")
+def summarise_scale_set_capture(clients: Clients, inp: SummariseInput) -> CaptureSummary:
+    """A scale-set capture's storage path is a folder; Network Watcher writes one file per
+    captured instance under `.../virtualmachines/{instanceId}/`: summarise each, and all of
+    them together (each file is read twice; memory stays bounded either way)."""
+    folder = clients.blob(inp.storage_path)
+    container = clients.container_of(inp.storage_path)
+    prefix = folder.blob_name.rstrip("/") + "/"
+    try:
+        names = [b.name for b in container.list_blobs(name_starts_with=prefix)
+                 if b.name.endswith(".cap")][:MAX_INSTANCE_FILES]
+    except Exception as exc:
+        raise from_azure(exc, "list the scale set's capture files") from exc
+    base = inp.storage_path[: len(inp.storage_path) - len(folder.blob_name.rstrip("/"))]
+    instances: list[InstanceSummary] = []
+    warnings: list[str] = []
+    for name in sorted(names):
+        found = _INSTANCE_IN_PATH.search("/" + name)
+        url = base + name
+        one = summarise_capture(clients, SummariseInput(url, inp.top, inp.link_ttl_hours))
+        warnings.extend(f"instance {found['iid'] if found else '?'}: {w}" for w in one.warnings)
+        instances.append(InstanceSummary(instance_id=found["iid"] if found else name,
+                                         blob_url=url, link=one.link,
+                                         size_bytes=one.size_bytes, summary=one.summary))
+    if not instances:
+        return CaptureSummary(blob_url=inp.storage_path, warnings=(
+            "Network Watcher wrote no capture file for any instance",))
+    def opener(url: str) -> Callable[[], Any]:
+        return lambda: clients.blob(url).download_blob(max_concurrency=1)
+
+    chained = _Chained([opener(i.blob_url) for i in instances])
+    try:
+        together = pcap.summarise(chained, top=inp.top).to_dict()
+    except Exception as exc:
+        raise from_azure(exc, "read the capture files") from exc
+    if chained.skipped:
+        warnings.append(f"{chained.skipped} instance files differ in link type and are "
+                        "left out of the together-summary")
+    return CaptureSummary(blob_url=inp.storage_path, size_bytes=sum(
+        i.size_bytes or 0 for i in instances), summary=together, warnings=tuple(warnings),
+        instances=tuple(instances))

@@ -7,7 +7,9 @@
     ├── Unprocessable             422  valid JSON we cannot act on
     │   ├── UnknownAlertSchema    422  no Azure Monitor webhook schema matches
     │   ├── NoVmTarget            422  the alert names no virtual machine
-    │   └── InvalidResourceId     422  not a well-formed ARM id of the expected type
+    │   ├── InvalidResourceId     422  not a well-formed ARM id of the expected type
+    │   ├── EmptyScope            422  a scale-set scope with no instance left to capture
+    │   └── MixedTargets          422  one alert names VMs and scale sets (split the rule)
     ├── InstanceNotFound          404  no orchestration with that id
     ├── InstanceNotRunning        409  the orchestration is not running (stop)
     ├── ConfigError               500  settings are missing or invalid (found at start-up)
@@ -83,6 +85,14 @@ class NoVmTarget(Unprocessable):
 
 class InvalidResourceId(Unprocessable):
     code = "InvalidResourceId"
+
+
+class EmptyScope(Unprocessable):
+    code = "EmptyScope"
+
+
+class MixedTargets(Unprocessable):
+    code = "MixedTargets"
 
 
 class InstanceNotFound(AlertcapError):

@@ -68,6 +68,8 @@ ENV: dict[str, str | None] = {
     "ALERTCAP_WEBHOOK_URL": None,
     "ALERTCAP_WEBHOOK_SECRET": None,
     "ALERTCAP_CHANNEL_TIMEOUT_SECONDS": "10",
+    "ALERTCAP_FANOUT_CONCURRENCY": "20",
+    "ALERTCAP_MAX_TARGETS_PER_ALERT": "500",
 }
 
 
@@ -109,6 +111,10 @@ class Settings:
         configured = {"teams": self.teams_url, "slack": self.slack_url,
                       "pagerduty": self.pagerduty_routing_key, "webhook": self.webhook_url}
         return tuple(c for c in CHANNELS if configured[c])
+    # Big alerts (orchestrators/fanout.py): runs of one alert at a time, and targets one
+    # alert may start (the rest are refused in the webhook's answer).
+    fanout_concurrency: int = 20
+    max_targets_per_alert: int = 500
 
     def __repr__(self) -> str:
         # Connection strings hold account keys: never let them reach a log via repr.
@@ -270,6 +276,8 @@ class Settings:
             webhook_url=webhook_url,
             webhook_secrets=webhook_secrets,
             channel_timeout_seconds=channel_timeout,
+            fanout_concurrency=number("ALERTCAP_FANOUT_CONCURRENCY", 1, 1000),
+            max_targets_per_alert=number("ALERTCAP_MAX_TARGETS_PER_ALERT", 1, 10000),
         )
 
 

@@ -646,6 +646,14 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
           name: 'ALERTCAP_CHANNEL_TIMEOUT_SECONDS'
           value: '10'
         }
+        {
+          name: 'ALERTCAP_FANOUT_CONCURRENCY'
+          value: '20'
+        }
+        {
+          name: 'ALERTCAP_MAX_TARGETS_PER_ALERT'
+          value: '500'
+        }
       ]
     }
     functionAppConfig: {

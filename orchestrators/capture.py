@@ -23,7 +23,9 @@ rewind (a preview API in Azure that fails on replay around retry timers).
 Versioning: `alertcap.domain.run.CURRENT_VERSION` says when a change needs a gate. Gated
 here (version 2): the clean-up after a failed create, and the stale-capture sweep while
 monitoring; (version 3): the setup as one concurrent `preflight` activity (watcher cached)
-and a create that PUTs first; (version 4) delivery to every channel at once (`deliver_all`).
+and a create that PUTs first (VMs); (version 4) delivery to every channel at once
+(`deliver_all`); (version 5) a scale set's per-instance summary, and no failure email from a
+run a fan-out started (orchestrators/fanout.py sends one digest for the alert).
 """
 
 from __future__ import annotations
@@ -50,10 +52,10 @@ from activities.network import (
 )
 from activities.preflight import PreflightInput, preflight
 from activities.records import save_run
-from activities.summary import SummariseInput, summarise_capture
-from alertcap.domain.run import CaptureRequest, Monitor, RunInput, RunResult
+from activities.summary import SummariseInput, summarise_capture, summarise_scale_set_capture
+from alertcap.domain.run import CaptureRequest, Monitor, Notification, RunInput, RunResult
+from alertcap.domain.targets import capture_name_for_target, capture_prefix_for_target
 from alertcap.domain.validation import local_path_os
-from alertcap.domain.vm import capture_name_for, capture_prefix_for
 from alertcap.errors import AlertcapError, CaptureFailed, Unprocessable
 from orchestrators.deliver import deliver, deliver_all
 from orchestrators.steps import Run, Steps, decoded, first_line, iso, parse
@@ -67,13 +69,14 @@ SWEEP_EVERY_POLLS = 4  # how often a run looks for a stale capture of its VM lan
 def _setup(run: Run, req: CaptureRequest, started_at: str, version: int) -> Steps:
     """From alert to a created capture; returns the first Monitor."""
     policy, vm = run.policy, req.vm
-    name = capture_name_for(policy.capture_prefix, vm, parse(started_at))
-    if version >= 3:
+    name = capture_name_for_target(policy.capture_prefix, vm, req.scope, parse(started_at))
+    fast = version >= 3 and not vm.is_scale_set
+    if fast:
         # One activity, its ARM calls concurrent, the watcher cached (activities/preflight).
         run.publish("preflight", capture=name)
         pre = yield from run.call(preflight, PreflightInput(
-            vm, name, capture_prefix_for(policy.capture_prefix, vm), policy.capture_limit,
-            req.location, policy.install_agent, req.options.local_file_path))
+            vm, name, capture_prefix_for_target(policy.capture_prefix, vm, None),
+            policy.capture_limit, req.location, policy.install_agent, req.options.local_file_path))
         if pre.refused:
             raise Unprocessable(pre.refused)
         if pre.deleted:
@@ -84,7 +87,8 @@ def _setup(run: Run, req: CaptureRequest, started_at: str, version: int) -> Step
     run.publish("creating-capture")
     try:
         capture = yield from run.call(create_capture, CreateCaptureInput(
-            watcher, vm, name, req.options, policy.storage_account_id, put_first=version >= 3))
+            watcher, vm, name, req.options, policy.storage_account_id, scope=req.scope,
+            put_first=fast))
     except Exception:
         if version >= 2:
             # The create may have landed even though its answer did not (a lost progress
@@ -119,9 +123,12 @@ def _preflight_v2(run: Run, req: CaptureRequest, name: str) -> Steps:
         # say so before creating anything.
         raise Unprocessable(f"localFilePath {path} is a {local_path_os(path)} path, but "
                             f"{vm.name} runs {agent.os_type}")
+    if agent.not_upgraded:
+        run.publish("checking-agent", notUpgraded=list(agent.not_upgraded[:50]))
+        run.info("instances not on the latest model: %s", ", ".join(agent.not_upgraded[:50]))
     run.publish("clearing-stale-capture", capture=name)
     cleared = yield from run.call(clear_stale_capture, ClearStaleInput(
-        watcher, capture_prefix_for(policy.capture_prefix, vm), name))
+        watcher, capture_prefix_for_target(policy.capture_prefix, vm, req.scope), name))
     if cleared.deleted:
         run.info("deleted stale captures %s", ", ".join(cleared.deleted))
     run.publish("checking-limit")
@@ -152,7 +159,8 @@ def _monitor(run: Run, req: CaptureRequest, m: Monitor, version: int) -> Steps:
             # (that run terminated while its PUT was held by throttling): only one of ours
             # may run per VM.
             swept = yield from run.call(clear_stale_capture, ClearStaleInput(
-                m.watcher, capture_prefix_for(policy.capture_prefix, req.vm), m.capture.name))
+                m.watcher, capture_prefix_for_target(policy.capture_prefix, req.vm, req.scope),
+                m.capture.name))
             if swept.deleted:
                 run.info("removed late stale captures %s", ", ".join(swept.deleted))
         if now >= deadline:
@@ -204,7 +212,8 @@ def capture_run(ctx: Any) -> Steps:
         result = replace(result, outcome="captured", reason=status.stop_reason or stopped_by)
         if status.storage_path:
             run.publish("summarising")
-            result = yield from _summarise(run, result, status.storage_path)
+            result = yield from _summarise(run, result, status.storage_path,
+                                           req.vm.is_scale_set and version >= 5)
     except Exception as exc:  # the run failed: say why, stop what we started, notify
         error = exc if isinstance(exc, AlertcapError) else None
         reason = error.message if error else first_line(exc, 500)
@@ -216,13 +225,18 @@ def capture_run(ctx: Any) -> Steps:
             result = yield from _stop_after_failure(run, result, m)
 
     result = replace(result, finished_at=iso(run.now))
-    run.publish("notifying", outcome=result.outcome)
-    key = f"{ctx.instance_id}/{started_at}"
-    if version >= 4:  # every channel at once, each retried on its own
-        notification, channels = yield from deliver_all(run, result, key)
-        result = replace(result, channels=channels)
+    if version >= 5 and req.digest_of and result.outcome == "failed":
+        # One alert, one failure email: the fan-out that started this run sends the digest.
+        notification = Notification(message_id="", recipients=(),
+                                    status=f"skipped: in the digest of {req.digest_of}")
     else:
-        notification = yield from deliver(run, result, key)
+        run.publish("notifying", outcome=result.outcome)
+        key = f"{ctx.instance_id}/{started_at}"
+        if version >= 4:  # every channel at once, each retried on its own
+            notification, channels = yield from deliver_all(run, result, key)
+            result = replace(result, channels=channels)
+        else:
+            notification = yield from deliver(run, result, key)
     result = replace(result, notification=notification)
     result = yield from _keep_record(run, result)
     run.publish("done", outcome=result.outcome, reason=result.reason,
@@ -230,9 +244,10 @@ def capture_run(ctx: Any) -> Steps:
     return result.to_dict()
 
 
-def _summarise(run: Run, result: RunResult, storage_path: str) -> Steps:
+def _summarise(run: Run, result: RunResult, storage_path: str, per_instance: bool) -> Steps:
+    act = summarise_scale_set_capture if per_instance else summarise_capture
     try:
-        summary = yield from run.call(summarise_capture, SummariseInput(
+        summary = yield from run.call(act, SummariseInput(
             storage_path, top=run.policy.summary_top, link_ttl_hours=run.policy.link_ttl_hours,
             alert=result.alert.signal()))
     except Exception as exc:  # a capture without a summary is still worth the email

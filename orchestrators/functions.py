@@ -14,6 +14,7 @@ from orchestrators.deliver import (
     notify_again_run,
     resolve_run,
 )
+from orchestrators.fanout import FANOUT_ORCHESTRATOR, fanout_run
 from orchestrators.steps import Steps
 
 bp = df.Blueprint()
@@ -37,4 +38,11 @@ def notify_again(context: df.DurableOrchestrationContext) -> Steps:
 @bp.orchestration_trigger(context_name="context", orchestration=RESOLVE_ORCHESTRATOR)
 def resolve_pagerduty(context: df.DurableOrchestrationContext) -> Steps:
     result: Any = yield from resolve_run(context)
+    return result
+
+
+@bp.function_name(FANOUT_ORCHESTRATOR)
+@bp.orchestration_trigger(context_name="context", orchestration=FANOUT_ORCHESTRATOR)
+def fanout_orchestrator(context: df.DurableOrchestrationContext) -> Steps:
+    result: Any = yield from fanout_run(context)
     return result

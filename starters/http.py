@@ -15,6 +15,7 @@ started when a request is refused.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import uuid
@@ -29,7 +30,8 @@ from alertcap import settings
 from alertcap.domain import validation
 from alertcap.domain.alerts import parse_alert
 from alertcap.domain.run import CURRENT_VERSION, AlertInfo, CaptureRequest, RunInput, RunResult
-from alertcap.domain.vm import VmRef, instance_id_for, is_instance_id
+from alertcap.domain.targets import instance_id_for_target
+from alertcap.domain.vm import VmRef, is_instance_id
 from alertcap.errors import (
     AlertcapError,
     BodyTooLarge,
@@ -45,6 +47,7 @@ from orchestrators.deliver import (
     NotifyAgainInput,
     ResolveRunInput,
 )
+from orchestrators.fanout import FANOUT_ORCHESTRATOR, FanoutInput, FanoutTarget
 from orchestrators.steps import decoded
 
 log = logging.getLogger("alertcap.http")
@@ -107,9 +110,11 @@ class Starter:
         Azure Storage's create is not atomic, so two racing deliveries of one alert can both
         be told their start succeeded while only one of them runs.
         """
-        instance_id = instance_id_for(vm)
+        instance_id = instance_id_for_target(vm, request.scope)
         links = self.client.get_client_response_links(req, instance_id)
         entry = {"vmId": vm.id, **links}
+        if request.scope is not None:
+            entry["scope"] = request.scope.to_dict()
         if _status_name(await self.client.get_status(instance_id)) in _LIVE:
             return {**entry, "state": "running"}
         token = uuid.uuid4().hex
@@ -178,11 +183,52 @@ class Starter:
             log.info("alert %s is %s: nothing to capture", info.alert_rule, info.condition)
             return _json({"status": "ignored", "reason": f"alert is {info.condition}: "
                           "nothing to capture", "alert": info.to_dict()}, 200)
+        cap = self.settings.max_targets_per_alert
+        runs, refused = parsed.runs[:cap], len(parsed.runs) - min(len(parsed.runs), cap)
+        extra: dict[str, Any] = {"alert": info.to_dict(),
+                                 "ignoredTargets": list(parsed.ignored_targets[:20])}
+        if refused:
+            extra["refusedTargets"] = refused
+            extra["refusedReason"] = (f"the alert names {len(parsed.runs)} targets; "
+                                      f"ALERTCAP_MAX_TARGETS_PER_ALERT is {cap}: the first "
+                                      f"{cap} are captured, the rest are not")
+        if len(runs) > 1:
+            return await self._fan_out(req, runs, parsed.location, info, extra)
+        (target,) = runs
         entries = [await self.start_or_attach(req, self._request(
-            vm, location=parsed.location, alert=info, requested_by="alert"), vm)
-            for vm in parsed.targets]
-        return self._keyless_reply(entries, {"alert": info.to_dict(),
-                                             "ignoredTargets": list(parsed.ignored_targets)})
+            target.vm, location=parsed.location, alert=info, requested_by="alert",
+            scope=target.scope), target.vm)]
+        return self._keyless_reply(entries, extra)
+
+    async def _fan_out(self, req: func.HttpRequest, runs: Any, location: str | None,
+                       info: AlertInfo, extra: dict[str, Any]) -> func.HttpResponse:
+        """Many targets: one fan-out orchestration for the alert, answered at once and
+        small (a count, not a URL per target). Its id derives from the alert and its
+        targets, so the action group's retries attach to it."""
+        s = self.settings
+        ident = "|".join([info.alert_id or "", info.alert_rule or "", info.fired_at or "",
+                          *sorted(t.key for t in runs)])
+        instance_id = f"alertcap-fanout-{hashlib.sha256(ident.encode()).hexdigest()[:12]}"
+        links = self.client.get_client_response_links(req, instance_id)
+        status_url = _without_key(links["statusQueryGetUri"])
+        state = "running"
+        if _status_name(await self.client.get_status(instance_id)) not in _LIVE:
+            fan = FanoutInput(targets=tuple(FanoutTarget(t.vm, t.scope) for t in runs),
+                              alert=info, options=s.capture, policy=s.policy,
+                              location=location, concurrency=s.fanout_concurrency,
+                              status_url=status_url)
+            try:
+                await self.client.start_new(FANOUT_ORCHESTRATOR, instance_id, fan.to_dict())
+                state = "started"
+            except Exception:
+                if _status_name(await self.client.get_status(instance_id)) not in _LIVE:
+                    raise
+        log.info("alert %s: %d targets handed to %s (%s)", info.alert_rule, len(runs),
+                 instance_id, state)
+        body = {"id": instance_id, "statusQueryGetUri": status_url, "state": state,
+                "accepted": len(runs), "concurrency": s.fanout_concurrency, **extra}
+        return _json(body, 202 if state == "started" else 200,
+                     {"Location": status_url, "Retry-After": "10"})
 
     async def manual(self, req: func.HttpRequest) -> func.HttpResponse:
         body = validation.manual_start(read_json(req, self.settings.max_body_bytes),

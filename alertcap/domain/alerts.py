@@ -10,8 +10,12 @@ Recognised shapes (what an action group can post):
 - classic metric alert (retired; what the 2017 sample parsed): top-level `status` and
   `context.resourceId`, `context.resourceRegion`.
 
+Scale sets and their instances are targets too (`alertcap.domain.targets`: the grouping
+rules and the custom properties `alertcap.include` / `alertcap.exclude` that narrow a
+scale set's scope).
+
 `parse_alert` never starts anything; it raises Unprocessable (422) when it cannot find a
-VM to act on, and reports alerts that are resolved as `active=False`.
+VM or scale set to act on, and reports alerts that are resolved as `active=False`.
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from alertcap.domain.run import AlertInfo
-from alertcap.domain.vm import VmRef, is_vm_id
+from alertcap.domain.targets import Target, group_targets, parse_target
+from alertcap.domain.vm import VmRef
 from alertcap.errors import NoVmTarget, UnknownAlertSchema
 
 _ACTIVE = {"fired", "activated"}
@@ -30,10 +35,14 @@ _INACTIVE = {"resolved", "deactivated"}
 @dataclass(frozen=True)
 class ParsedAlert:
     info: AlertInfo
-    targets: tuple[VmRef, ...]
-    ignored_targets: tuple[str, ...]  # named by the alert but not VMs
+    runs: tuple[Target, ...]  # one run each: a VM, or a scale set with its scope
+    ignored_targets: tuple[str, ...]  # named by the alert but neither VMs nor scale sets
     location: str | None
     active: bool
+
+    @property
+    def targets(self) -> tuple[VmRef, ...]:
+        return tuple(t.vm for t in self.runs)
 
 
 def _obj(value: Any) -> dict[str, Any]:
@@ -44,16 +53,13 @@ def _str(value: Any) -> str | None:
     return value[:500] if isinstance(value, str) and value else None
 
 
-def _split_targets(ids: list[Any]) -> tuple[tuple[VmRef, ...], tuple[str, ...]]:
-    vms: dict[str, VmRef] = {}
-    ignored: list[str] = []
-    for raw in ids:
-        if is_vm_id(raw):
-            vm = VmRef.parse(raw)
-            vms.setdefault(vm.key, vm)  # one orchestration per VM, whatever the casing
-        elif isinstance(raw, str) and raw:
-            ignored.append(raw[:300])
-    return tuple(vms.values()), tuple(ignored)
+def _split_targets(ids: list[Any], properties: Any = None
+                   ) -> tuple[tuple[Target, ...], tuple[str, ...]]:
+    return group_targets(ids, properties)
+
+
+def _is_target(raw: Any) -> bool:
+    return parse_target(raw) is not None
 
 
 def _condition(raw: Any) -> tuple[str, bool]:
@@ -119,9 +125,9 @@ def _common(payload: dict[str, Any]) -> ParsedAlert:
     condition, active = _condition(ess.get("monitorCondition"))
     ids = ess.get("alertTargetIDs")
     ids = list(ids) if isinstance(ids, list) else []
-    if not any(is_vm_id(i) for i in ids):
+    if not any(_is_target(i) for i in ids):
         ids += _log_dimension_targets(_obj(data.get("alertContext")))
-    targets, ignored = _split_targets(ids)
+    targets, ignored = _split_targets(ids, data.get("customProperties"))
     info = AlertInfo(
         schema="common",
         alert_id=_str(ess.get("alertId")),
@@ -140,7 +146,7 @@ def _metric(payload: dict[str, Any]) -> ParsedAlert:
     data = _obj(payload.get("data"))
     ctx = _obj(data.get("context"))
     condition, active = _condition(data.get("status"))
-    targets, ignored = _split_targets([ctx.get("resourceId")])
+    targets, ignored = _split_targets([ctx.get("resourceId")], data.get("properties"))
     info = AlertInfo(
         schema="metric", alert_id=_str(ctx.get("id")), alert_rule=_str(ctx.get("name")),
         severity=_severity(ctx.get("severity")), condition=condition,
@@ -154,7 +160,7 @@ def _activity_log(payload: dict[str, Any]) -> ParsedAlert:
     data = _obj(payload.get("data"))
     log = _obj(_obj(data.get("context")).get("activityLog"))
     condition, active = _condition(data.get("status"))
-    targets, ignored = _split_targets([log.get("resourceId")])
+    targets, ignored = _split_targets([log.get("resourceId")], data.get("properties"))
     info = AlertInfo(
         # This schema names neither the rule nor the alert; level is the event's, not a severity.
         schema="activityLog", alert_id=None, alert_rule=None, severity=None,
@@ -200,7 +206,7 @@ def parse_alert(payload: Any) -> ParsedAlert:
             "alert", detail={"schemaId": str(schema)[:100]})
     if parsed.active and not parsed.targets:
         raise NoVmTarget(
-            "the alert names no virtual machine; alertcap captures on "
-            "Microsoft.Compute/virtualMachines targets only",
+            "the alert names no virtual machine or scale set; alertcap captures on "
+            "Microsoft.Compute/virtualMachines and virtualMachineScaleSets targets only",
             detail={"targets": list(parsed.ignored_targets[:10])})
     return parsed

@@ -21,6 +21,15 @@ VM_ID_PATTERN = (rf"/subscriptions/(?P<sub>{SUBSCRIPTION_PATTERN})"
                  rf"/resourceGroups/(?P<rg>{RESOURCE_GROUP_PATTERN})"
                  rf"/providers/Microsoft\.Compute/virtualMachines/(?P<name>{VM_NAME_PATTERN})")
 MAX_RESOURCE_ID_LENGTH = 400
+# Scale sets (names as VMs') and their instances as activity-log and resource-health
+# alerts name them: .../virtualMachineScaleSets/{name}/virtualMachines/{instanceId}.
+VMSS_ID_PATTERN = (rf"/subscriptions/(?P<sub>{SUBSCRIPTION_PATTERN})"
+                   rf"/resourceGroups/(?P<rg>{RESOURCE_GROUP_PATTERN})"
+                   rf"/providers/Microsoft\.Compute/virtualMachineScaleSets/(?P<name>{VM_NAME_PATTERN})")
+VMSS_INSTANCE_PATTERN = r"[0-9]{1,9}"
+VMSS_INSTANCE_ID_PATTERN = VMSS_ID_PATTERN + rf"/virtualMachines/(?P<iid>{VMSS_INSTANCE_PATTERN})"
+# A scope lists instance ids; Azure's own scale sets hold at most 1,000 instances.
+MAX_SCOPE_INSTANCES = 1000
 
 # Our instance ids: alertcap-<slug of the VM name>-<12 hex of the VM id's hash>.
 INSTANCE_ID_PATTERN = r"alertcap-[a-z0-9-]{1,40}-[0-9a-f]{12}"

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from alertcap.domain.targets import Scope
 from alertcap.domain.vm import VmRef
 from alertcap.domain.wire import Model, json_key
 
@@ -106,6 +107,11 @@ class CaptureRequest(Model):
     # Set by the starter, unique per start request: the instance's recorded input tells
     # which of two racing starts really started it (Azure Storage's create is not atomic).
     start_token: str | None = None
+    # A scale set's instances to capture (None for a VM; empty include = every instance).
+    scope: Scope | None = None
+    # Started by a fan-out for a big alert: a failure is notified once, in that fan-out's
+    # digest, not by this run (version >= 5).
+    digest_of: str | None = None
 
 
 # --- what the steps find and make -----------------------------------------------------
@@ -152,14 +158,26 @@ class EvidenceSlice(Model):
 
 
 @dataclass(frozen=True)
+class InstanceSummary(Model):
+    """One scale-set instance's file (Network Watcher writes one per captured instance)."""
+
+    instance_id: str
+    blob_url: str
+    link: str | None = None
+    size_bytes: int | None = None
+    summary: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
 class CaptureSummary(Model):
     blob_url: str
     link: str | None = None
     link_expires: str | None = None
     size_bytes: int | None = None
-    summary: dict[str, Any] | None = None
+    summary: dict[str, Any] | None = None  # a scale set: every instance's traffic together
     warnings: tuple[str, ...] = ()
     slices: tuple[EvidenceSlice, ...] = ()
+    instances: tuple[InstanceSummary, ...] = ()  # a scale set: one per captured instance
 
 
 @dataclass(frozen=True)
@@ -206,7 +224,7 @@ class Monitor(Model):
 # runs in flight replay with the version they started with (missing = 1), new starts get
 # this one. Appending steps after every recorded point (at the very end) needs no gate.
 # See tests/e2e/test_versioning.py.
-CURRENT_VERSION = 4
+CURRENT_VERSION = 5
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,8 @@ from alertcap.domain import limits
 from alertcap.errors import InvalidResourceId
 
 _VM_ID = re.compile(limits.VM_ID_PATTERN, re.IGNORECASE | re.ASCII)
+_VMSS_ID = re.compile(limits.VMSS_ID_PATTERN, re.IGNORECASE | re.ASCII)
+_TYPES = {"vm": "virtualMachines", "vmss": "virtualMachineScaleSets"}
 _INSTANCE_ID = re.compile(limits.INSTANCE_ID_PATTERN, re.ASCII)
 
 
@@ -29,6 +31,9 @@ class VmRef:
     subscription_id: str
     resource_group: str
     name: str
+    # "vmss": a scale set, captured with targetType AzureVMSS (alertcap.domain.targets);
+    # only targets.parse_target makes one, VmRef.parse stays the gate for VMs.
+    kind: str = "vm"
 
     @classmethod
     def parse(cls, text: object) -> VmRef:
@@ -44,10 +49,27 @@ class VmRef:
                 detail={"resourceId": text[:200]})
         return cls(match["sub"].lower(), match["rg"], match["name"])
 
-    # On the wire (activity inputs, orchestration input and output) a VM is its id.
+    @classmethod
+    def parse_scale_set(cls, text: object) -> VmRef:
+        if not isinstance(text, str) or len(text) > limits.MAX_RESOURCE_ID_LENGTH:
+            raise InvalidResourceId("a scale set resource id (string) is required")
+        match = _VMSS_ID.fullmatch(text.strip())
+        if not match or ".." in text:
+            raise InvalidResourceId("not a virtual machine scale set resource id",
+                                    detail={"resourceId": text[:200]})
+        return cls(match["sub"].lower(), match["rg"], match["name"], "vmss")
+
+    # On the wire (activity inputs, orchestration input and output) a VM is its id; so is
+    # a scale set (its id says which it is).
     @classmethod
     def from_wire(cls, text: object) -> VmRef:
+        if isinstance(text, str) and "/virtualmachinescalesets/" in text.lower():
+            return cls.parse_scale_set(text)
         return cls.parse(text)
+
+    @property
+    def is_scale_set(self) -> bool:
+        return self.kind == "vmss"
 
     def to_wire(self) -> str:
         return self.id
@@ -58,7 +80,7 @@ class VmRef:
     @property
     def id(self) -> str:
         return (f"/subscriptions/{self.subscription_id}/resourceGroups/{self.resource_group}"
-                f"/providers/Microsoft.Compute/virtualMachines/{self.name}")
+                f"/providers/Microsoft.Compute/{_TYPES[self.kind]}/{self.name}")
 
     @property
     def key(self) -> str:

@@ -123,6 +123,16 @@ class Clients:
         return BlobClient.from_blob_url(blob_url, credential=self._storage_credential(),
                                         **self._storage_options())
 
+    def container_of(self, blob_url: str) -> Any:
+        """The container a blob (or a folder of blobs) is in: for listing a folder."""
+        from azure.storage.blob import ContainerClient
+
+        blob = self.blob(blob_url)
+        return ContainerClient.from_container_url(
+            blob.url[: blob.url.index("/" + blob.container_name + "/")] + "/"
+            + blob.container_name, credential=self._storage_credential(),
+            **self._storage_options())
+
     def records(self) -> Any:
         """The container that keeps run records (ALERTCAP_RUNS_CONTAINER_URL)."""
         from azure.storage.blob import ContainerClient

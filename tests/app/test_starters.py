@@ -130,12 +130,14 @@ def test_alert_starts_one_run_and_answers_with_keyless_status_urls() -> None:
     assert "code=" not in request["status_url"] and "taskHub=alertcap" in request["status_url"]
 
 
-def test_multi_target_alert_starts_one_run_per_vm() -> None:
+def test_multi_target_alert_hands_every_vm_to_one_fan_out() -> None:
     client = FakeClient()
     resp = call(Starter(client, settings()).alert(post(fixture("common-metric-multi-target.json"))))
     assert resp.status_code == 202
-    assert len(client.started) == 3 == len(body(resp)["instances"])
-    assert len({i for _, i, _ in client.started}) == 3
+    ((name, instance_id, inp),) = client.started
+    assert name == "fanout_orchestrator" and body(resp)["id"] == instance_id
+    assert body(resp)["accepted"] == 3 == len(inp["targets"])
+    assert len({t["vm_id"].lower() for t in inp["targets"]}) == 3
 
 
 def test_duplicate_alert_while_running_starts_nothing_and_returns_the_run() -> None:
