@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from alertcap.domain.standby import Harvest
 from alertcap.domain.vm import VmRef
 from alertcap.domain.wire import Model, json_key
 
@@ -76,6 +77,10 @@ class RunPolicy(Model):
     notify_first_retry_seconds: int = 60
     notify_max_retry_seconds: int = 1800
     notify_give_up_seconds: int = 86400
+    # Standby VMs (alertcap.domain.standby): how far before firedDateTime the harvest
+    # reaches, and whether the after-alert capture is also taken ("both") or not.
+    standby_lookback_seconds: int = 600
+    standby_mode: str = "both"
 
 
 @dataclass(frozen=True)
@@ -166,7 +171,7 @@ class Monitor(Model):
 # runs in flight replay with the version they started with (missing = 1), new starts get
 # this one. Appending steps after every recorded point (at the very end) needs no gate.
 # See tests/e2e/test_versioning.py.
-CURRENT_VERSION = 2
+CURRENT_VERSION = 6  # 6: a standby VM's ring is harvested first
 
 
 @dataclass(frozen=True)
@@ -174,6 +179,7 @@ class RunInput(Model):
     request: CaptureRequest
     monitor: Monitor | None = None
     version: int = 1
+    harvest: Harvest | None = None  # carried across continue_as_new
 
 
 @dataclass(frozen=True)
@@ -200,3 +206,4 @@ class RunResult(Model):
     notification: Notification | None = None
     warnings: tuple[str, ...] = ()
     record: str | None = None  # where the run record is kept (it outlives the instance)
+    harvest: Harvest | None = None  # a standby VM's evidence from before the alert
