@@ -72,10 +72,11 @@ def find_standby_vms(clients: Clients, standby: StandbySettings) -> tuple[list[V
         parts = target.split("/")
         if len(parts) == 5:
             sub, group = parts[2], parts[4]
+            ops = clients.resources(sub).resources
+            vm_type = "resourceType eq 'Microsoft.Compute/virtualMachines'"
             try:
-                listed = _azure(f"list VMs in {group}", lambda s=sub, g=group: list(
-                    clients.resources(s).resources.list_by_resource_group(
-                        g, filter="resourceType eq 'Microsoft.Compute/virtualMachines'")))
+                listed: list[Any] = _azure(f"list VMs in {group}", lambda: list(
+                    ops.list_by_resource_group(group, filter=vm_type)))  # noqa: B023
             except AlertcapError as exc:
                 problems.append(f"{target}: {exc.message}")
                 continue
@@ -364,6 +365,8 @@ def summarise_files(clients: Clients, inp: SummariseFilesInput) -> CaptureSummar
         raise from_azure(exc, "read the harvested files") from exc
     warnings = [f"left out {s}" for s in chain.skipped]
     last = inp.paths[-1]
+    link: str | None
+    expires: str | None
     try:
         link, expires = clients.read_link(last, inp.link_ttl_hours)
     except Exception as exc:

@@ -9,6 +9,7 @@ import azure.durable_functions as df
 
 from orchestrators.capture import ORCHESTRATOR, capture_run
 from orchestrators.deliver import NOTIFY_AGAIN_ORCHESTRATOR, notify_again_run
+from orchestrators.standby import KEEPER, keeper_run
 from orchestrators.steps import Steps
 
 bp = df.Blueprint()
@@ -25,4 +26,11 @@ def capture_orchestrator(context: df.DurableOrchestrationContext) -> Steps:
 @bp.orchestration_trigger(context_name="context", orchestration=NOTIFY_AGAIN_ORCHESTRATOR)
 def notify_again(context: df.DurableOrchestrationContext) -> Steps:
     result: Any = yield from notify_again_run(context)
+    return result
+
+
+@bp.function_name(KEEPER)
+@bp.orchestration_trigger(context_name="context", orchestration=KEEPER)
+def standby_keeper(context: df.DurableOrchestrationContext) -> Steps:
+    result: Any = yield from keeper_run(context)
     return result
