@@ -319,10 +319,12 @@ def harvest_standby_ring(clients: Clients, inp: HarvestInput) -> Harvest:
             name = f.blob.rsplit("/", 1)[1]
             dest = f"{HARVEST_FOLDER}/{prefix}/{inp.run_stamp}/{name}"
             source = f"{container_url}/{f.blob}"
-            link, _ = clients.read_link(source, 1)
-            _copy(container, f.blob, dest, link)
+            source_link, _ = clients.read_link(source, 1)
+            _copy(container, f.blob, dest, source_link)
             url = f"{container_url}/{dest}"
             first_at = _first_packet(container, dest)
+            link: str | None
+            expires: str | None
             try:
                 link, expires = clients.read_link(url, inp.link_ttl_hours)
             except Exception:  # a missing link is a warning, the copy is what matters
