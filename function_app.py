@@ -11,9 +11,11 @@ from activities.functions import bp as activities
 from orchestrators.functions import bp as orchestrators
 from starters.doctor import bp as doctor
 from starters.http import bp as starters
+from starters.standby import bp as standby
 
 app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(starters)
 app.register_functions(orchestrators)
 app.register_functions(activities)
 app.register_functions(doctor)
+app.register_functions(standby)

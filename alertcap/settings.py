@@ -10,14 +10,23 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from functools import cache
 
 from alertcap.domain import limits
 from alertcap.domain.run import CaptureFilter, CaptureOptions, RunPolicy
+from alertcap.domain.standby import (
+    MAX_FILE_COUNT,
+    MAX_FILE_SIZE_BYTES,
+    MAX_SESSION_SECONDS,
+    MODES,
+    RingSettings,
+    StandbySettings,
+)
 from alertcap.domain.validation import validate_filters, validate_options
-from alertcap.errors import ConfigError, Unprocessable
+from alertcap.domain.vm import VmRef
+from alertcap.errors import AlertcapError, ConfigError, Unprocessable
 
 PUBLIC_ARM = "https://management.azure.com"
 PAGERDUTY_EVENTS = "https://events.pagerduty.com/v2/enqueue"
@@ -70,6 +79,15 @@ ENV: dict[str, str | None] = {
     "ALERTCAP_CHANNEL_TIMEOUT_SECONDS": "10",
     "ALERTCAP_FANOUT_CONCURRENCY": "20",
     "ALERTCAP_MAX_TARGETS_PER_ALERT": "500",
+    "ALERTCAP_STANDBY_TARGETS": None,
+    "ALERTCAP_STANDBY_TAG": "alertcap-standby",
+    "ALERTCAP_STANDBY_LOOKBACK_SECONDS": "600",
+    "ALERTCAP_STANDBY_MODE": "both",
+    "ALERTCAP_STANDBY_FILE_COUNT": "10",
+    "ALERTCAP_STANDBY_FILE_SIZE_BYTES": "104857600",
+    "ALERTCAP_STANDBY_SESSION_SECONDS": "86400",
+    "ALERTCAP_STANDBY_MAX_RING_BYTES": "2147483648",
+    "ALERTCAP_STANDBY_CHECK_SECONDS": "300",
 }
 
 
@@ -115,6 +133,7 @@ class Settings:
     # alert may start (the rest are refused in the webhook's answer).
     fanout_concurrency: int = 20
     max_targets_per_alert: int = 500
+    standby: StandbySettings = field(default_factory=StandbySettings)
 
     def __repr__(self) -> str:
         # Connection strings hold account keys: never let them reach a log via repr.
@@ -194,7 +213,10 @@ class Settings:
             notify_first_retry_seconds=number("ALERTCAP_NOTIFY_RETRY_FIRST_SECONDS", 1, 86400),
             notify_max_retry_seconds=number("ALERTCAP_NOTIFY_RETRY_MAX_SECONDS", 1, 86400),
             notify_give_up_seconds=number("ALERTCAP_NOTIFY_GIVE_UP_SECONDS", 0, 7 * 86400),
+            standby_lookback_seconds=number("ALERTCAP_STANDBY_LOOKBACK_SECONDS", 1, 86400),
+            standby_mode=(text("ALERTCAP_STANDBY_MODE") or "both").lower(),
         )
+        standby = _standby(text, number, policy, problems)
         if policy.notify_max_retry_seconds < policy.notify_first_retry_seconds:
             problems.append("ALERTCAP_NOTIFY_RETRY_MAX_SECONDS is below "
                             "ALERTCAP_NOTIFY_RETRY_FIRST_SECONDS")
@@ -278,7 +300,49 @@ class Settings:
             channel_timeout_seconds=channel_timeout,
             fanout_concurrency=number("ALERTCAP_FANOUT_CONCURRENCY", 1, 1000),
             max_targets_per_alert=number("ALERTCAP_MAX_TARGETS_PER_ALERT", 1, 10000),
+            standby=standby,
         )
+
+
+def _standby(text: Callable[[str], str | None], number: Callable[[str, int, int], int],
+             policy: RunPolicy, problems: list[str]) -> StandbySettings:
+    """ALERTCAP_STANDBY_*: each bad value is named here, at start-up, not at the first alert."""
+    if policy.standby_mode not in MODES:
+        problems.append(f"ALERTCAP_STANDBY_MODE must be one of {', '.join(MODES)}, "
+                        f"got {policy.standby_mode!r}")
+    targets: list[str] = []
+    for raw in (text("ALERTCAP_STANDBY_TARGETS") or "").replace(";", ",").split(","):
+        target = raw.strip().rstrip("/")
+        if not target:
+            continue
+        parts = target.split("/")
+        is_group = len(parts) == 5 and parts[1].lower() == "subscriptions" \
+            and parts[3].lower() == "resourcegroups" and all(parts[2:5:2])
+        if not is_group:
+            try:
+                VmRef.parse(target)
+            except AlertcapError:
+                problems.append(f"ALERTCAP_STANDBY_TARGETS: {target!r} is neither a VM id nor "
+                                "a resource-group id")
+                continue
+        targets.append(target)
+    ring = RingSettings(
+        file_count=number("ALERTCAP_STANDBY_FILE_COUNT", 1, MAX_FILE_COUNT),
+        file_size_bytes=number("ALERTCAP_STANDBY_FILE_SIZE_BYTES", 1024, MAX_FILE_SIZE_BYTES),
+        session_seconds=number("ALERTCAP_STANDBY_SESSION_SECONDS", 60, MAX_SESSION_SECONDS),
+    )
+    cap = number("ALERTCAP_STANDBY_MAX_RING_BYTES", 1024, 10 * 2**40)
+    if ring.ring_bytes > cap:
+        problems.append(
+            f"standby ring of {ring.file_count} files x {ring.file_size_bytes} bytes = "
+            f"{ring.ring_bytes} bytes per VM exceeds ALERTCAP_STANDBY_MAX_RING_BYTES ({cap})")
+    check = number("ALERTCAP_STANDBY_CHECK_SECONDS", 5, 3600)
+    if check * 2 >= ring.session_seconds:
+        problems.append("ALERTCAP_STANDBY_CHECK_SECONDS must be under half of "
+                        "ALERTCAP_STANDBY_SESSION_SECONDS (the keeper renews between checks)")
+    return StandbySettings(targets=tuple(targets), tag=text("ALERTCAP_STANDBY_TAG")
+                           or "alertcap-standby", ring=ring, max_ring_bytes=cap,
+                           check_seconds=check, renew_before_seconds=check * 2)
 
 
 @cache

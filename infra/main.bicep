@@ -43,6 +43,9 @@ param watcherResourceGroupIds array
 @minLength(1)
 param vmResourceGroupIds array
 
+@description('Standby VMs (ring-buffer captures, harvested on alert): VM ids, and resource-group ids whose VMs tagged alertcap-standby=true are standby. Empty: no standby.')
+param standbyTargets array = []
+
 @description('Resource ids of the VMs the metric alert watches. One rule covers them all, so they must share one subscription and vmLocation. Empty: no alert rule.')
 param vmResourceIds array = []
 
@@ -653,6 +656,43 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'ALERTCAP_MAX_TARGETS_PER_ALERT'
           value: '500'
+        }
+        {
+          // standby rings (issue #14): VM ids and resource-group ids (tagged VMs in them)
+          name: 'ALERTCAP_STANDBY_TARGETS'
+          value: join(standbyTargets, ',')
+        }
+        {
+          name: 'ALERTCAP_STANDBY_TAG'
+          value: 'alertcap-standby'
+        }
+        {
+          name: 'ALERTCAP_STANDBY_LOOKBACK_SECONDS'
+          value: '600'
+        }
+        {
+          name: 'ALERTCAP_STANDBY_MODE'
+          value: 'both'
+        }
+        {
+          name: 'ALERTCAP_STANDBY_FILE_COUNT'
+          value: '10'
+        }
+        {
+          name: 'ALERTCAP_STANDBY_FILE_SIZE_BYTES'
+          value: '104857600'
+        }
+        {
+          name: 'ALERTCAP_STANDBY_SESSION_SECONDS'
+          value: '86400'
+        }
+        {
+          name: 'ALERTCAP_STANDBY_MAX_RING_BYTES'
+          value: '2147483648'
+        }
+        {
+          name: 'ALERTCAP_STANDBY_CHECK_SECONDS'
+          value: '300'
         }
       ]
     }

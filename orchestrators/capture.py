@@ -7,7 +7,10 @@
     -> monitor loop: get_capture_status, custom status, durable timer (or the operator's
        "stop" event); stale captures of this VM swept; stop_capture at the deadline
        (time limit + grace)
-    -> summarise_capture -> deliver the notification (orchestrators/deliver.py)
+    (version 6: harvest_standby_ring first, for a VM with a standby ring; orchestrators/
+     standby.py)
+    -> summarise_capture (summarise_files with harvested ring files) -> deliver the
+       notification (orchestrators/deliver.py)
     -> save_run (the run record outlives the instance) -> RunResult
 
 Deterministic: only the context's clock, timers, events and activities; no I/O, no env.
@@ -57,6 +60,7 @@ from alertcap.domain.run import CaptureRequest, Monitor, Notification, RunInput,
 from alertcap.domain.targets import capture_name_for_target, capture_prefix_for_target
 from alertcap.domain.validation import local_path_os
 from alertcap.errors import AlertcapError, CaptureFailed, Unprocessable
+from orchestrators import standby
 from orchestrators.deliver import deliver, deliver_all
 from orchestrators.steps import Run, Steps, decoded, first_line, iso, parse
 
@@ -195,25 +199,35 @@ def capture_run(ctx: Any) -> Steps:
     result = RunResult(instance_id=ctx.instance_id, vm=req.vm, outcome="failed",
                        requested_by=req.requested_by, alert=req.alert,
                        started_at=started_at, finished_at=started_at,
-                       status_url=req.status_url)
+                       status_url=req.status_url, harvest=run_input.harvest)
     try:
-        if m is None:
-            m = yield from _setup(run, req, started_at, version)
-        result = replace(result, watcher=m.watcher, capture=m.capture)
-        m, status, stopped_by = yield from _monitor(run, req, m, version)
-        if status is None:
-            run.info("continuing as new (generation %d)", m.generation)
-            ctx.continue_as_new(RunInput(req, m, version).to_dict())
-            return None
-        result = replace(result, capture_status=status, stopped_by=stopped_by, polls=m.polls)
-        if status.status == "Error":
-            raise CaptureFailed("Network Watcher reported the capture as failed: "
-                                + (", ".join(status.errors) or "no error code given"))
-        result = replace(result, outcome="captured", reason=status.stop_reason or stopped_by)
-        if status.storage_path:
+        if m is None and version >= 6 and req.standby:
+            result = yield from standby.harvest_first(run, req, result)
+        if standby.harvest_only(run, result):
+            result = replace(result, outcome="captured", reason="harvested (standby)")
             run.publish("summarising")
-            result = yield from _summarise(run, result, status.storage_path,
-                                           req.vm.is_scale_set and version >= 5)
+            result = yield from standby.summarise_with_harvest(run, result, None)
+        else:
+            if m is None:
+                m = yield from _setup(run, req, started_at, version)
+            result = replace(result, watcher=m.watcher, capture=m.capture)
+            m, status, stopped_by = yield from _monitor(run, req, m, version)
+            if status is None:
+                run.info("continuing as new (generation %d)", m.generation)
+                ctx.continue_as_new(RunInput(req, m, version, result.harvest).to_dict())
+                return None
+            result = replace(result, capture_status=status, stopped_by=stopped_by, polls=m.polls)
+            if status.status == "Error":
+                raise CaptureFailed("Network Watcher reported the capture as failed: "
+                                    + (", ".join(status.errors) or "no error code given"))
+            result = replace(result, outcome="captured", reason=status.stop_reason or stopped_by)
+            if status.storage_path:
+                run.publish("summarising")
+                result = yield from (
+                    standby.summarise_with_harvest(run, result, status.storage_path)
+                    if result.harvest and result.harvest.files
+                    else _summarise(run, result, status.storage_path,
+                                    req.vm.is_scale_set and version >= 5))
     except Exception as exc:  # the run failed: say why, stop what we started, notify
         error = exc if isinstance(exc, AlertcapError) else None
         reason = error.message if error else first_line(exc, 500)

@@ -15,6 +15,7 @@ from orchestrators.deliver import (
     resolve_run,
 )
 from orchestrators.fanout import FANOUT_ORCHESTRATOR, fanout_run
+from orchestrators.standby import KEEPER, keeper_run
 from orchestrators.steps import Steps
 
 bp = df.Blueprint()
@@ -45,4 +46,11 @@ def resolve_pagerduty(context: df.DurableOrchestrationContext) -> Steps:
 @bp.orchestration_trigger(context_name="context", orchestration=FANOUT_ORCHESTRATOR)
 def fanout_orchestrator(context: df.DurableOrchestrationContext) -> Steps:
     result: Any = yield from fanout_run(context)
+    return result
+
+
+@bp.function_name(KEEPER)
+@bp.orchestration_trigger(context_name="context", orchestration=KEEPER)
+def standby_keeper(context: df.DurableOrchestrationContext) -> Steps:
+    result: Any = yield from keeper_run(context)
     return result

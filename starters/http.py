@@ -30,6 +30,7 @@ from alertcap import settings
 from alertcap.domain import validation
 from alertcap.domain.alerts import parse_alert
 from alertcap.domain.run import CURRENT_VERSION, AlertInfo, CaptureRequest, RunInput, RunResult
+from alertcap.domain.standby import keeper_instance_id
 from alertcap.domain.targets import instance_id_for_target
 from alertcap.domain.vm import VmRef, is_instance_id
 from alertcap.errors import (
@@ -118,8 +119,11 @@ class Starter:
         if _status_name(await self.client.get_status(instance_id)) in _LIVE:
             return {**entry, "state": "running"}
         token = uuid.uuid4().hex
+        # A standby VM (its keeper is live) has a ring to harvest from before the alert.
+        standby = not vm.is_scale_set and _status_name(
+            await self.client.get_status(keeper_instance_id(vm))) in _LIVE
         request = replace(request, status_url=_without_key(links["statusQueryGetUri"]),
-                          start_token=token)
+                          start_token=token, standby=standby)
         try:
             await self.client.start_new(ORCHESTRATOR, instance_id,
                                         RunInput(request, version=CURRENT_VERSION).to_dict())

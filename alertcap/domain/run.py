@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from alertcap.domain.standby import Harvest
 from alertcap.domain.targets import Scope
 from alertcap.domain.vm import VmRef
 from alertcap.domain.wire import Model, json_key
@@ -93,6 +94,10 @@ class RunPolicy(Model):
     # The channels beyond email configured when the run started, by name only: their URLs
     # and keys stay in app settings, out of the history (version 4).
     channels: tuple[str, ...] = ()
+    # Standby VMs (alertcap.domain.standby): how far before firedDateTime the harvest
+    # reaches, and whether the after-alert capture is also taken ("both") or not.
+    standby_lookback_seconds: int = 600
+    standby_mode: str = "both"
 
 
 @dataclass(frozen=True)
@@ -107,6 +112,9 @@ class CaptureRequest(Model):
     # Set by the starter, unique per start request: the instance's recorded input tells
     # which of two racing starts really started it (Azure Storage's create is not atomic).
     start_token: str | None = None
+    # The VM keeps a standby ring (its keeper instance was live when the run started): the
+    # run harvests the ring first (version 6). Decided by the starter, fixed for the run.
+    standby: bool = False
     # A scale set's instances to capture (None for a VM; empty include = every instance).
     scope: Scope | None = None
     # Started by a fan-out for a big alert: a failure is notified once, in that fan-out's
@@ -224,7 +232,7 @@ class Monitor(Model):
 # runs in flight replay with the version they started with (missing = 1), new starts get
 # this one. Appending steps after every recorded point (at the very end) needs no gate.
 # See tests/e2e/test_versioning.py.
-CURRENT_VERSION = 5
+CURRENT_VERSION = 6  # 6: a standby VM's ring is harvested first
 
 
 @dataclass(frozen=True)
@@ -232,6 +240,7 @@ class RunInput(Model):
     request: CaptureRequest
     monitor: Monitor | None = None
     version: int = 1
+    harvest: Harvest | None = None  # carried across continue_as_new
 
 
 @dataclass(frozen=True)
@@ -259,3 +268,4 @@ class RunResult(Model):
     warnings: tuple[str, ...] = ()
     record: str | None = None  # where the run record is kept (it outlives the instance)
     channels: tuple[ChannelStatus, ...] = ()  # every channel beyond email (version 4)
+    harvest: Harvest | None = None  # a standby VM's evidence from before the alert

@@ -11,6 +11,7 @@ API::
         # stream: binary, has .read(n); alert: AlertSignal {metric, value,
         # threshold, operator, fired_at}; alert_time defaults to fired_at
     summarise_path(path, *, top=10, **same) -> Summary
+    ChainedCaptures([(name, open), ...])        # several ring files as one stream
     Summary.to_dict() -> dict                    # schema below
     findings(summary_dict, alert=None) -> list   # re-judge a stored summary
     render_text(summary_dict, rows=5) -> str     # verdict, findings, tables (top rows)
@@ -152,6 +153,7 @@ Known limits:
 
 from alertcap.pcap.chart import timeline_png
 from alertcap.pcap.findings import KINDS, AlertSignal, findings, verdict
+from alertcap.pcap.multi import ChainedCaptures
 from alertcap.pcap.reader import CaptureReader, NotACaptureError
 from alertcap.pcap.render import render_html, render_text
 from alertcap.pcap.slices import selectors, write_slices
@@ -162,6 +164,7 @@ __all__ = [
     "SCHEMA",
     "AlertSignal",
     "CaptureReader",
+    "ChainedCaptures",
     "NotACaptureError",
     "Summary",
     "findings",

@@ -133,6 +133,13 @@ class Clients:
             + blob.container_name, credential=self._storage_credential(),
             **self._storage_options())
 
+    def container(self, container_url: str) -> Any:
+        """Any blob container of the capture storage account (standby ring folders)."""
+        from azure.storage.blob import ContainerClient
+
+        return ContainerClient.from_container_url(
+            container_url, credential=self._storage_credential(), **self._storage_options())
+
     def records(self) -> Any:
         """The container that keeps run records (ALERTCAP_RUNS_CONTAINER_URL)."""
         from azure.storage.blob import ContainerClient

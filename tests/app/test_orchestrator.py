@@ -72,6 +72,8 @@ class Scenario:
         self.stop_reason = stop_reason
         self.emails: list[dict[str, Any]] = []
         self.handlers: dict[str, Any] = {
+            # A VM without a standby ring (the standby cases: tests/app/test_standby*.py).
+            "harvest_standby_ring": lambda p: {"value": {"standby": False}},
             resolve_watcher.name: lambda p: ok(ResolvedWatcher(WATCHER, "eastus", "default-name")),
             ensure_agent.name: lambda p: ok(AgentStatus("AzureNetworkWatcherExtension",
                                                          "NetworkWatcherAgentLinux", "1.4")),

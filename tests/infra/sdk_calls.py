@@ -35,7 +35,8 @@ SCANNED = sorted(p for pkg in SCANNED_PACKAGES for p in (ROOT / pkg).rglob("*.py
 GROUP_ATTRIBUTES = {"packet_captures": "packet_captures", "network_watchers": "network_watchers"}
 # Factory methods of alertcap.clients.Clients -> what they return.
 CLIENT_FACTORIES = {"network": "network_client", "resources": "resource_client",
-                    "email": "email", "blob": "blob", "records": "container"}
+                    "email": "email", "blob": "blob", "records": "container",
+                    "container": "container"}
 # Constructors / class factories -> what they return.
 CONSTRUCTORS = {"BlobServiceClient": "blob_service", "BlobClient.from_blob_url": "blob",
                 "ContainerClient.from_container_url": "container",
