@@ -261,7 +261,9 @@ def up(port: int = 7071, fast: bool = True, arm_latency_ms: float = 0) -> dict[s
 def start_host(port: int) -> dict[str, Any]:
     host_state = STATE / "host"
     (host_state / "host-runtime.json").unlink(missing_ok=True)
-    argv = [sys.executable, "-m", "localdev.host", "--app-dir", str(ROOT), "--port", str(port),
+    # LOCALDEV_APP_DIR: another build of the app on the same store (a deploy mid-run).
+    app_dir = os.environ.get("LOCALDEV_APP_DIR") or str(ROOT)
+    argv = [sys.executable, "-m", "localdev.host", "--app-dir", app_dir, "--port", str(port),
             "--state-dir", str(host_state), "--settings", str(STATE / "app.settings.json")]
     proc, log = supervisor().spawn("host", argv)
     return wait_file(host_state / "host-runtime.json", proc, "Functions host", log)

@@ -20,6 +20,7 @@ from localdev.cli import demo_alert
 
 from .reliability import alert_storm, crash_and_resume, flaky_arm
 from .stack import Stack, http
+from .versioning import deploy_mid_run, unversioned_change_mid_run
 
 Observed = dict[str, Any]
 
@@ -168,7 +169,8 @@ QUEUES: dict[str, list[Callable[[Stack], Observed]]] = {
     "vm2": [throttled, agent_missing],
 }
 EXCLUSIVE: list[Callable[[Stack], Observed]] = [email_outage, watcher_forbidden,
-                                                alert_storm, crash_and_resume, flaky_arm]
+                                                alert_storm, crash_and_resume, flaky_arm,
+                                                deploy_mid_run, unversioned_change_mid_run]
 
 
 class Runs:
