@@ -3,7 +3,7 @@
 // ACS email, optionally the Durable Task Scheduler, and the action group + metric alert that
 // call POST /api/alerts.
 //
-// Deploy in this order (infra/README-deploy.md has the commands):
+// Deploy in this order (README.md, "Deploy to Azure", has the commands):
 //   1. infrastructure:  az deployment group create -g <rg> -f infra/main.bicep -p ...  (deployAlerting=false, the default)
 //   2. code:            make package && az functionapp deployment source config-zip ... --src dist/alertcap.zip
 //   3. alerting:        the same deployment again with deployAlerting=true
