@@ -10,6 +10,7 @@
     │   ├── InvalidResourceId     422  not a well-formed ARM id of the expected type
     │   ├── EmptyScope            422  a scale-set scope with no instance left to capture
     │   └── MixedTargets          422  one alert names VMs and scale sets (split the rule)
+    ├── Unauthenticated           401  the caller did not prove who it is (secure webhook)
     ├── InstanceNotFound          404  no orchestration with that id
     ├── InstanceNotRunning        409  the orchestration is not running (stop)
     ├── ConfigError               500  settings are missing or invalid (found at start-up)
@@ -93,6 +94,11 @@ class EmptyScope(Unprocessable):
 
 class MixedTargets(Unprocessable):
     code = "MixedTargets"
+
+
+class Unauthenticated(AlertcapError):
+    status = 401
+    code = "Unauthenticated"
 
 
 class InstanceNotFound(AlertcapError):

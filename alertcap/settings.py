@@ -88,6 +88,7 @@ ENV: dict[str, str | None] = {
     "ALERTCAP_STANDBY_SESSION_SECONDS": "86400",
     "ALERTCAP_STANDBY_MAX_RING_BYTES": "2147483648",
     "ALERTCAP_STANDBY_CHECK_SECONDS": "300",
+    "ALERTCAP_WEBHOOK_AUTH": "entra",
 }
 
 
@@ -108,6 +109,10 @@ class Settings:
     email_sender: str | None = None
     email_recipients: tuple[str, ...] = ()
     max_body_bytes: int = limits.DEFAULT_MAX_BODY_BYTES
+    # How /api/alerts authenticates: "functionKey" (the key in the action group's URL) or
+    # "entra" (Azure Monitor's secure webhook; App Service Authentication validates the
+    # token and the route trusts only its validated principal).
+    webhook_auth: str = "entra"
     # What the doctor checks: VM ids and resource-group ids (standby VMs, a later feature,
     # join this list). Checked by the doctor itself, so a typo here never stops captures.
     doctor_targets: tuple[str, ...] = ()
@@ -268,6 +273,11 @@ class Settings:
             ("teams", teams_url), ("slack", slack_url), ("pagerduty", routing_key),
             ("webhook", webhook_url)) if on))
 
+        webhook_auth = webhook_auth_from_env(env)
+        if webhook_auth is None:
+            problems.append("ALERTCAP_WEBHOOK_AUTH must be functionKey or entra")
+            webhook_auth = "entra"
+
         if problems:
             raise ConfigError("invalid settings: " + "; ".join(problems),
                               detail={"problems": problems})
@@ -288,6 +298,7 @@ class Settings:
             email_recipients=recipients,
             max_body_bytes=number("ALERTCAP_MAX_BODY_BYTES", limits.MIN_MAX_BODY_BYTES,
                                   limits.MAX_MAX_BODY_BYTES),
+            webhook_auth=webhook_auth,
             doctor_targets=tuple(t.strip() for t in (text("ALERTCAP_DOCTOR_TARGETS") or "")
                                  .replace(";", ",").split(",") if t.strip()),
             doctor_state_blob=text("ALERTCAP_DOCTOR_STATE_BLOB"),
@@ -343,6 +354,15 @@ def _standby(text: Callable[[str], str | None], number: Callable[[str, int, int]
     return StandbySettings(targets=tuple(targets), tag=text("ALERTCAP_STANDBY_TAG")
                            or "alertcap-standby", ring=ring, max_ring_bytes=cap,
                            check_seconds=check, renew_before_seconds=check * 2)
+
+
+def webhook_auth_from_env(env: Mapping[str, str] | None = None) -> str | None:
+    """ALERTCAP_WEBHOOK_AUTH alone: the webhook's auth level is fixed when the function is
+    declared (at import), before the other settings are validated; None when invalid."""
+    # Secure by default: a deployment without the setting refuses keyed webhooks (401 that
+    # names the setting) rather than accept a key anyone with Reader can copy.
+    raw = (os.environ if env is None else env).get("ALERTCAP_WEBHOOK_AUTH") or "entra"
+    return {"functionkey": "functionKey", "entra": "entra"}.get(raw.strip().lower())
 
 
 @cache

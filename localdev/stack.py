@@ -213,6 +213,8 @@ def up(port: int = 7071, fast: bool = True, arm_latency_ms: float = 0) -> dict[s
         "ALERTCAP_EMAIL_CONNECTION_STRING": f"endpoint={mail['endpoint']};accesskey={access_key}",
         "ALERTCAP_EMAIL_SENDER": "DoNotReply@alertcap.local",
         "ALERTCAP_EMAIL_RECIPIENTS": "oncall@alertcap.local",
+        # No App Service Authentication locally: the webhook takes the function key.
+        "ALERTCAP_WEBHOOK_AUTH": "functionKey",
         # Run records in Azurite's account, as Azure keeps them in the app's own storage.
         "ALERTCAP_RUNS_CONTAINER_URL": f"http://127.0.0.1:{blob_port}/{ACCOUNT}/alertcap-runs",
         "ALERTCAP_DOCTOR_TARGETS": f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{DEMO_RG}",

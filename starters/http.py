@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import uuid
 from dataclasses import dataclass, replace
 from typing import Any
@@ -39,6 +40,7 @@ from alertcap.errors import (
     InstanceNotFound,
     InstanceNotRunning,
     MalformedJson,
+    Unauthenticated,
 )
 from alertcap.settings import Settings
 from orchestrators.capture import ORCHESTRATOR, STOP_EVENT
@@ -172,6 +174,8 @@ class Starter:
         return _json(body, 202 if started else 200, headers)
 
     async def alert(self, req: func.HttpRequest) -> func.HttpResponse:
+        if self.settings.webhook_auth == "entra":
+            _require_entra_principal(req)
         parsed = parse_alert(read_json(req, self.settings.max_body_bytes))
         info = parsed.info
         if not parsed.active and info.alert_id and self.settings.pagerduty_routing_key:
@@ -291,7 +295,26 @@ async def _handle(route: str, call: Any) -> func.HttpResponse:
         return _error_response(exc, route)
 
 
-@bp.route(route="alerts", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+def _require_entra_principal(req: func.HttpRequest) -> None:
+    """Azure Monitor's secure webhook: App Service Authentication validated the action
+    group's Entra token (audience, issuer, the allowed client) before the request got here,
+    and put the validated principal in these headers; it strips them from what clients send,
+    so they cannot be forged while it is on (WEBSITE_AUTH_ENABLED, set by the platform)."""
+    enabled = os.environ.get("WEBSITE_AUTH_ENABLED", "").lower() == "true"
+    idp = (req.headers.get("X-MS-CLIENT-PRINCIPAL-IDP") or "").lower()
+    principal = req.headers.get("X-MS-CLIENT-PRINCIPAL-ID") or ""
+    if not (enabled and idp == "aad" and principal):
+        raise Unauthenticated("this webhook takes Azure Monitor's secure webhook token "
+                              "(ALERTCAP_WEBHOOK_AUTH=entra)")
+
+
+# With the secure webhook the host asks for no key on this route (the action group sends a
+# token, not a key); the route itself requires App Service Authentication's principal.
+_ALERTS_AUTH = (func.AuthLevel.ANONYMOUS if settings.webhook_auth_from_env() == "entra"
+                else func.AuthLevel.FUNCTION)
+
+
+@bp.route(route="alerts", methods=["POST"], auth_level=_ALERTS_AUTH)
 @bp.durable_client_input(client_name="client")
 async def alert_webhook(req: func.HttpRequest, client: Any) -> func.HttpResponse:
     return await _handle("alerts", lambda: _starter(client).alert(req))

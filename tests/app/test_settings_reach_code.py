@@ -127,6 +127,7 @@ def test_link_ttl_and_summary_top_change_the_email() -> None:
     settings = Settings.from_env({
         "ALERTCAP_STORAGE_ACCOUNT_ID": "/subscriptions/x/sa",
         "ALERTCAP_LINK_TTL_HOURS": "2", "ALERTCAP_SUMMARY_TOP": "3",
+        "ALERTCAP_WEBHOOK_AUTH": "functionKey",
         "ALERTCAP_BLOB_CONNECTION_STRING": AZURITE,
         "ALERTCAP_EMAIL_SENDER": "alertcap@example.com",
         "ALERTCAP_EMAIL_RECIPIENTS": "oncall@example.com"})

@@ -76,7 +76,8 @@ class FakeClient:
 
 
 def settings(**env: str) -> Settings:
-    return Settings.from_env({"ALERTCAP_STORAGE_ACCOUNT_ID": "/subscriptions/x/sa", **env})
+    return Settings.from_env({"ALERTCAP_STORAGE_ACCOUNT_ID": "/subscriptions/x/sa",
+                              "ALERTCAP_WEBHOOK_AUTH": "functionKey", **env})
 
 
 def post(body: bytes | str | dict[str, Any], route: str = "alerts") -> func.HttpRequest:
@@ -364,3 +365,35 @@ def test_notify_again_refuses_what_has_no_result(state: str | None, code: int) -
     resp = call(Starter(client, settings()).notify_again(post(b""), iid))
     assert resp.status_code == code and body(resp)["error"]["code"]
     assert client.started == []
+
+
+@pytest.mark.parametrize(("auth_enabled", "headers", "code"), [
+    ("True", {"X-MS-CLIENT-PRINCIPAL-IDP": "aad", "X-MS-CLIENT-PRINCIPAL-ID": "a1b2"}, 202),
+    ("True", {}, 401),                                                  # no token at all
+    ("True", {"X-MS-CLIENT-PRINCIPAL-IDP": "github", "X-MS-CLIENT-PRINCIPAL-ID": "x"}, 401),
+    ("", {"X-MS-CLIENT-PRINCIPAL-IDP": "aad", "X-MS-CLIENT-PRINCIPAL-ID": "a1b2"}, 401),  # forged: Easy Auth off
+])
+def test_the_secure_webhook_trusts_only_app_service_authentications_principal(
+        monkeypatch: pytest.MonkeyPatch, auth_enabled: str, headers: dict[str, str],
+        code: int) -> None:
+    monkeypatch.setenv("WEBSITE_AUTH_ENABLED", auth_enabled)
+    client = FakeClient()
+    req = func.HttpRequest("POST", "http://127.0.0.1:7071/api/alerts",
+                           body=json.dumps(fixture("common-metric-fired.json")).encode(),
+                           headers={"content-type": "application/json", **headers})
+    resp = call(Starter(client, settings(ALERTCAP_WEBHOOK_AUTH="entra")).alert(req))
+    assert resp.status_code == code, body(resp)
+    assert (client.started != []) == (code == 202)
+    if code == 401:
+        assert body(resp)["error"]["code"] == "Unauthenticated"
+
+
+def test_with_the_secure_webhook_the_host_asks_no_key_on_the_webhook_only() -> None:
+    from alertcap.settings import webhook_auth_from_env
+
+    assert webhook_auth_from_env({"ALERTCAP_WEBHOOK_AUTH": "Entra"}) == "entra"
+    assert webhook_auth_from_env({}) == "entra"  # secure by default
+    assert webhook_auth_from_env({"ALERTCAP_WEBHOOK_AUTH": "functionKey"}) == "functionKey"
+    assert webhook_auth_from_env({"ALERTCAP_WEBHOOK_AUTH": "none"}) is None
+    with pytest.raises(Exception, match="ALERTCAP_WEBHOOK_AUTH"):
+        settings(ALERTCAP_WEBHOOK_AUTH="none")

@@ -31,7 +31,7 @@ HOST_SETTINGS = {"AzureWebJobsStorage__accountName", "AzureWebJobsStorage__crede
 # Settings the deployment sets for app code the lead is adding (issue #18 point 4: the
 # app's side of the secure webhook). Once alertcap/settings.py reads one, it must leave
 # this set (the test below fails until it does).
-AWAITED_BY_APP = {"ALERTCAP_WEBHOOK_AUTH": "entra | functionKey: how /api/alerts authenticates"}
+AWAITED_BY_APP: dict[str, str] = {}
 # Settings whose value is the app's own default: the template must agree with ENV.
 SECRETISH = re.compile(r"key|secret|password|connection|token|sas|credential|code", re.I)
 
