@@ -2,7 +2,8 @@
 ``.localdev/endpoints.json`` it writes; ``down``, ``status`` and ``restart-host``.
 
 ``up`` starts Azurite, the ARM endpoint (with its identity endpoint), the email endpoint,
-the channel receivers (localdev.receivers) and the Functions host in the background, waits until each is ready, and writes
+the channel receivers (localdev.receivers) and the Functions host in the background,
+waits until each is ready, and writes
 ``endpoints.json`` (functions_url, function_key, master_key, arm_url,
 blob_connection_string, inbox_dir, vms; plus ca_bundle, email_url, scale_sets,
 receivers_url, deliveries_dir) and the
