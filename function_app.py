@@ -11,6 +11,7 @@ from activities.functions import bp as activities
 from orchestrators.functions import bp as orchestrators
 from starters.doctor import bp as doctor
 from starters.http import bp as starters
+from starters.runs import bp as run_page
 from starters.standby import bp as standby
 
 app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
@@ -19,3 +20,4 @@ app.register_functions(orchestrators)
 app.register_functions(activities)
 app.register_functions(doctor)
 app.register_functions(standby)
+app.register_functions(run_page)

@@ -76,6 +76,7 @@ def run(keep: bool = False) -> int:
         output = {"outcome": "failed", "reason": str(output)}
     print()
     _print_result(client, final, output, info)
+    _print_channels(client, output)
     say(f"demo finished in {time.monotonic() - started:.0f}s")
     if not keep:
         stack.down()
@@ -124,3 +125,24 @@ def _print_result(client: StackClient, final: dict[str, Any], output: dict[str, 
 def _addresses(message: dict[str, Any]) -> list[str]:
     to = message.get("to") or []
     return [t.get("address", str(t)) if isinstance(t, dict) else str(t) for t in to]
+
+
+def _print_channels(client: StackClient, output: dict[str, Any]) -> None:
+    """Where each channel's delivery can be seen (the local receivers keep every one)."""
+    from pathlib import Path
+
+    rx = client.endpoints.get("receivers_url")
+    if not rx:
+        return
+    for c in output.get("channels") or []:
+        say(f"{c.get('channel')}: {c.get('status')} after {c.get('attempts')} attempt(s)")
+    folder = Path(str(client.endpoints["deliveries_dir"]))
+    pngs = sorted(folder.glob("teams-*.png"), key=lambda p: p.stat().st_mtime)
+    if pngs:
+        say(f"Teams card as Teams renders it: {pngs[-1]}")
+    say(f"every delivery's body (Teams, Slack, PagerDuty, webhook): {folder}/*.json; "
+        f"listing {rx}/_localdev/deliveries, PagerDuty alerts {rx}/_localdev/pagerduty "
+        "(HTTPS with the stack's certificate, ca_bundle in endpoints.json)")
+    if output.get("instance_id"):
+        say(f"run page: {client.base}/api/runs/{output['instance_id']}?code=<function key "
+            "from endpoints.json>")

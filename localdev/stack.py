@@ -1,10 +1,12 @@
 """Stack wiring: what ``python -m localdev up`` starts, with which settings, and the
 ``.localdev/endpoints.json`` it writes; ``down``, ``status`` and ``restart-host``.
 
-``up`` starts Azurite, the ARM endpoint (with its identity endpoint), the email endpoint
-and the Functions host in the background, waits until each is ready, and writes
+``up`` starts Azurite, the ARM endpoint (with its identity endpoint), the email endpoint,
+the channel receivers (localdev.receivers) and the Functions host in the background,
+waits until each is ready, and writes
 ``endpoints.json`` (functions_url, function_key, master_key, arm_url,
-blob_connection_string, inbox_dir, vms; plus ca_bundle, email_url, scale_sets) and the
+blob_connection_string, inbox_dir, vms; plus ca_bundle, email_url, scale_sets,
+receivers_url, deliveries_dir) and the
 app's settings (``app.settings.json``). The app knows none of this: it gets endpoints
 through those settings.
 
@@ -172,7 +174,8 @@ def up(port: int = 7071, fast: bool = True, arm_latency_ms: float = 0) -> dict[s
 
     sup = supervisor()
     stack = STATE / "stack"
-    for stale in (stack / "arm.json", stack / "email.json", STATE / "host" / "host-runtime.json"):
+    for stale in (stack / "arm.json", stack / "email.json", stack / "receivers.json",
+                  STATE / "host" / "host-runtime.json"):
         stale.unlink(missing_ok=True)
     cert, _key = tls.ensure_cert(stack)  # one certificate for ARM and email: one CA bundle
 
@@ -203,6 +206,17 @@ def up(port: int = 7071, fast: bool = True, arm_latency_ms: float = 0) -> dict[s
                                     env={"LOCALDEV_EMAIL_ACCESS_KEY": access_key})
     mail = wait_file(stack / "email.json", mail_proc, "email endpoint", mail_log)
 
+    say("local channel receivers (Teams, Slack, PagerDuty, signed webhook)")
+    # Same state folder as ARM and email: the receivers serve the same certificate, so
+    # the app's one ALERTCAP_CA_BUNDLE trusts them too.
+    webhook_secret = secrets.token_hex(24)
+    routing_key = secrets.token_hex(16)  # PagerDuty integration keys are 32 characters
+    rx_proc, rx_log = sup.spawn("receivers", [sys.executable, "-m", "localdev.receivers",
+                                              "--state-dir", str(stack)],
+                                env={"LOCALDEV_WEBHOOK_SECRET": webhook_secret,
+                                     "LOCALDEV_PAGERDUTY_ROUTING_KEYS": routing_key})
+    rx = wait_file(stack / "receivers.json", rx_proc, "channel receivers", rx_log)
+
     values = {
         "ALERTCAP_ARM_ENDPOINT": arm["armUrl"],
         "ALERTCAP_CA_BUNDLE": cert,
@@ -218,6 +232,13 @@ def up(port: int = 7071, fast: bool = True, arm_latency_ms: float = 0) -> dict[s
         # Run records in Azurite's account, as Azure keeps them in the app's own storage.
         "ALERTCAP_RUNS_CONTAINER_URL": f"http://127.0.0.1:{blob_port}/{ACCOUNT}/alertcap-runs",
         "ALERTCAP_DOCTOR_TARGETS": f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{DEMO_RG}",
+        "ALERTCAP_TEAMS_URL": rx["teams_url"],
+        "ALERTCAP_SLACK_URL": rx["slack_url"],
+        "ALERTCAP_PAGERDUTY_ROUTING_KEY": routing_key,
+        "ALERTCAP_PAGERDUTY_URL": rx["pagerduty_url"],
+        "ALERTCAP_WEBHOOK_URL": rx["webhook_url"],
+        "ALERTCAP_WEBHOOK_SECRET": webhook_secret,
+        "ALERTCAP_CHANNEL_TIMEOUT_SECONDS": "5",
     }
     if fast:  # seconds, not minutes: the local stack answers at once
         values.update({
@@ -229,7 +250,9 @@ def up(port: int = 7071, fast: bool = True, arm_latency_ms: float = 0) -> dict[s
             "ALERTCAP_LRO_POLLING_SECONDS": "0.2",
             # A failed notification is retried within seconds (Azure: a minute, doubling).
             "ALERTCAP_NOTIFY_RETRY_FIRST_SECONDS": "2", "ALERTCAP_NOTIFY_RETRY_MAX_SECONDS": "4",
-            "ALERTCAP_NOTIFY_GIVE_UP_SECONDS": "90"})
+            # Email and channels give up after 40 s: a channel down for a whole local run
+            # ends "undelivered" within a test's minute (Azure default: a day).
+            "ALERTCAP_NOTIFY_GIVE_UP_SECONDS": "40"})
     write_secret(STATE / "app.settings.json", {"Values": values})
 
     say(f"Functions host on http://127.0.0.1:{port}")
@@ -249,6 +272,8 @@ def up(port: int = 7071, fast: bool = True, arm_latency_ms: float = 0) -> dict[s
         "email_url": mail["endpoint"],
         "scale_sets": {s["id"]: {i["instanceId"]: i.get("netns") or i.get("interface", "lo")
                                  for i in s["instances"]} for s in scale_sets},
+        "receivers_url": rx["endpoint"].rstrip("/"),
+        "deliveries_dir": rx["deliveries_dir"],
     }
     write_secret(ENDPOINTS, endpoints)
     write_secret(STATE / "demo.json", {
@@ -303,7 +328,8 @@ def down(quiet: bool = False) -> None:
     sup = supervisor()
     pids = sup.pids()
     # Host first (it stops calling the others), Azurite last (ARM uploads to it on stop).
-    order = [n for n in ("host", "email", "arm", "azurite", "traffic") if n in pids]
+    order = [n for n in ("host", "receivers", "email", "arm", "azurite", "traffic")
+             if n in pids]
     for name in order:
         sup.stop(name)
         if not quiet:

@@ -15,8 +15,8 @@ Routes look like the real ones so the app only changes a base URL:
 
 Every attempt is listed; an accepted one is also written as JSON under
 ``<state>/deliveries/`` and, for Teams, rendered to PNG beside it. What each service
-refuses is in ``rules``; faults (status, Retry-After, delay; per channel, with a count)
-answer in that service's own error shape.
+refuses is in ``rules``; faults (status, Retry-After, delay; per channel, with a count,
+optionally only for bodies holding a given text) answer in that service's own error shape.
 """
 
 from __future__ import annotations
@@ -81,8 +81,13 @@ def validate_fault(spec: object) -> dict[str, Any]:
         raise ValueError("count must be a positive integer")
     if status is None and not delay:
         raise ValueError("a fault needs a status, a delay, or both")
+    # Test door only (no real service has it): fail just the requests whose body holds
+    # this text (a run's instance id), so one test's outage leaves other runs alone.
+    contains = spec.get("bodyContains")
+    if contains is not None and (not isinstance(contains, str) or not 0 < len(contains) <= 200):
+        raise ValueError("bodyContains must be a string of 1-200 characters")
     return {"channel": channel, "status": status, "delay": delay, "retryAfter": retry_after,
-            "count": count}
+            "count": count, "bodyContains": contains}
 
 
 @dataclass
@@ -102,9 +107,12 @@ class Faults:
         self.rules.append(fault)
         return fault
 
-    def take(self, channel: str) -> dict[str, Any] | None:
+    def take(self, channel: str, body: bytes = b"") -> dict[str, Any] | None:
         for f in self.rules:
             if f.spec["channel"] not in ("*", channel):
+                continue
+            needle = f.spec.get("bodyContains")
+            if needle and needle.encode() not in body:
                 continue
             if f.remaining is not None:
                 if f.remaining <= 0:
@@ -210,8 +218,9 @@ class Receivers:
         return web.Response(status=answer.status, body=answer.body,
                             content_type=answer.content_type, headers=headers)
 
-    async def _fault(self, channel: str) -> web.Response | None:
-        spec = self.faults.take(channel)
+    async def _fault(self, channel: str, request: web.Request) -> web.Response | None:
+        # aiohttp keeps the body read here for the handler's own read().
+        spec = self.faults.take(channel, await request.read())
         if spec is None:
             return None
         if spec["delay"]:
@@ -230,7 +239,7 @@ class Receivers:
     # -- channels
 
     async def teams(self, request: web.Request) -> web.Response:
-        if (fault := await self._fault("teams")) is not None:
+        if (fault := await self._fault("teams", request)) is not None:
             return fault
         q = request.query
         workflow = request.match_info["workflow"]
@@ -291,7 +300,7 @@ class Receivers:
         return self._respond(accepted)
 
     async def slack(self, request: web.Request) -> web.Response:
-        if (fault := await self._fault("slack")) is not None:
+        if (fault := await self._fault("slack", request)) is not None:
             return fault
         raw = await request.read()
         answer, doc = rules.check_slack(request.match_info["tail"], raw,
@@ -304,7 +313,7 @@ class Receivers:
         return self._respond(ok)
 
     async def pagerduty(self, request: web.Request) -> web.Response:
-        if (fault := await self._fault("pagerduty")) is not None:
+        if (fault := await self._fault("pagerduty", request)) is not None:
             return fault
         raw = await request.read()
         answer, event = rules.check_pagerduty(raw, self.config.pagerduty_keys)
@@ -333,7 +342,7 @@ class Receivers:
         return self._respond(ok)
 
     async def webhook(self, request: web.Request) -> web.Response:
-        if (fault := await self._fault("webhook")) is not None:
+        if (fault := await self._fault("webhook", request)) is not None:
             return fault
         raw = await request.read()
         header = request.headers.get(webhook_channel.SIGNATURE_HEADER)

@@ -25,7 +25,9 @@ ROOT = Path(__file__).resolve().parents[2]
 STORM_VMS = 8          # storm000..storm007
 STORM_POSTS_PER_VM = 12
 CRASH_VMS = ("storm008", "storm009", "storm010")
-EXTRA_VMS = 13         # conftest starts the stack with this many stormNNN VMs
+EXTRA_VMS = 16         # conftest starts the stack with this many stormNNN VMs;
+# storm011..storm013 belong to test_channels.py and test_run_page.py, storm014..015 to
+# test_versioning.py.
 
 _VM_ID = re.compile(r"/subscriptions/[^\"]+?/virtualmachines/[A-Za-z0-9_.-]+", re.IGNORECASE)
 SHAPES = ["common-metric-fired.json", "metric-noncommon-activated.json",

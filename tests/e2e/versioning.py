@@ -25,7 +25,7 @@ from .stack import Stack
 
 LANDED = "7e17a6c"  # the first landed release (issue #2..#7), before the restructure
 APP = ["function_app.py", "host.json", "activities", "alertcap", "orchestrators", "starters"]
-DEPLOY_VMS = ("storm011", "storm012")
+DEPLOY_VMS = ("storm014", "storm015")
 
 
 def _restart_host(stack: Stack, app_dir: Path | None) -> subprocess.CompletedProcess[str]:
