@@ -42,6 +42,25 @@ def _burst(stack: Stack, seconds: float) -> int:
     return port
 
 
+TRICKLE = """
+import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+end = time.monotonic() + float(sys.argv[3])
+while time.monotonic() < end:
+    s.sendto(b"tick", (sys.argv[1], int(sys.argv[2])))
+    time.sleep(0.5)
+"""
+
+
+def _trickle(stack: Stack, seconds: float) -> subprocess.Popen[bytes]:
+    """Two small UDP datagrams a second from standby1: a VM is never silent, and the
+    after-alert capture needs packets after the alert for the before/after split."""
+    sb = stack.demo["standby"]
+    return subprocess.Popen(["ip", "netns", "exec", sb["netns"], sys.executable, "-c", TRICKLE,
+                             sb["host_ip"], str(free_port(sb["host_ip"])), str(seconds)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 @pytest.fixture(scope="module")
 def harvested(stack: Stack) -> dict[str, Any]:
     vm = stack.vm(STANDBY_VM)
@@ -59,11 +78,16 @@ def harvested(stack: Stack) -> dict[str, Any]:
     assert ring.get("ringStatus") == "Running", ring
     t = datetime.now(UTC)
     port = _burst(stack, 1.5)
-    fired = t + timedelta(seconds=10)
-    time.sleep(max(0.0, (t + timedelta(seconds=20) - datetime.now(UTC)).total_seconds()))
-    r = stack.post_alert(demo_alert(vm, fired))
-    assert r.status == 202, r.body
-    final = stack.wait(r.body["statusQueryGetUri"], timeout=120)
+    trickle = _trickle(stack, 90)
+    try:
+        fired = t + timedelta(seconds=10)
+        time.sleep(max(0.0, (t + timedelta(seconds=20) - datetime.now(UTC)).total_seconds()))
+        r = stack.post_alert(demo_alert(vm, fired))
+        assert r.status == 202, r.body
+        final = stack.wait(r.body["statusQueryGetUri"], timeout=120)
+    finally:
+        trickle.kill()
+        trickle.wait()
     return {"final": final, "port": port, "burst_at": t, "fired": fired, "vm": vm,
             "sweep": swept.body, "ring": ring}
 
