@@ -64,6 +64,7 @@ SEEDED_ACTIONS = [
     "Microsoft.Compute/virtualMachines/write",
     "Microsoft.Compute/virtualMachines/extensions/read",
     "Microsoft.Compute/virtualMachines/extensions/write",
+    "Microsoft.Resources/subscriptions/resourceGroups/resources/read",
     "Microsoft.Compute/virtualMachineScaleSets/read",
     "Microsoft.Compute/virtualMachineScaleSets/virtualMachines/read",
     "Microsoft.Storage/storageAccounts/read",

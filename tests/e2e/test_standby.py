@@ -112,7 +112,10 @@ def test_the_summary_holds_the_burst_from_before_the_alert(harvested: dict[str, 
     assert closed[0] < fired, (closed, fired)
     summary = out["summary"]["summary"]
     changes = summary["changes"]
-    assert changes["basis"] == "alert" and changes["split_at_iso"].startswith(fired[:19])
+    assert changes["basis"] == "alert", ({k: summary.get(k) for k in (
+        "start_iso", "end_iso", "packets")}, out["summary"].get("blob_url"), out["warnings"],
+        fired)
+    assert changes["split_at_iso"].startswith(fired[:19])
     burst = [c for c in changes["conversations"] if harvested["port"] in (c["a_port"],
                                                                           c["b_port"])]
     assert burst, changes["conversations"]
