@@ -19,7 +19,6 @@ from typing import Any
 from activities.network import (
     ResolveWatcherInput,
     _azure,
-    _captures,
     _status,
     resolve_watcher,
 )
@@ -54,6 +53,12 @@ def _parse(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
 
 
+def _captures(clients: Clients, w: Watcher) -> Any:
+    # Local, not imported from activities.network: the role scan follows a module's own
+    # helpers only (tests/infra/sdk_calls.py).
+    return clients.network(w.subscription_id).packet_captures
+
+
 # --- discovery (the sweep) --------------------------------------------------------------
 
 
@@ -72,11 +77,12 @@ def find_standby_vms(clients: Clients, standby: StandbySettings) -> tuple[list[V
         parts = target.split("/")
         if len(parts) == 5:
             sub, group = parts[2], parts[4]
-            ops = clients.resources(sub).resources
+            # its own name: the role scan (tests/infra/sdk_calls.py) types names module-wide
+            listing = clients.resources(sub).resources
             vm_type = "resourceType eq 'Microsoft.Compute/virtualMachines'"
             try:
                 listed: list[Any] = _azure(f"list VMs in {group}", lambda: list(
-                    ops.list_by_resource_group(group, filter=vm_type)))  # noqa: B023
+                    listing.list_by_resource_group(group, filter=vm_type)))  # noqa: B023
             except AlertcapError as exc:
                 problems.append(f"{target}: {exc.message}")
                 continue
@@ -263,11 +269,11 @@ def _span(a: datetime, b: datetime, why: str) -> str:
 
 
 def _copy(container: Any, src: str, dest: str, source_url: str) -> None:
-    target = container.get_blob_client(dest)
-    target.start_copy_from_url(source_url)
+    copy_to = container.get_blob_client(dest)
+    copy_to.start_copy_from_url(source_url)
     deadline = time.monotonic() + COPY_WAIT_SECONDS
     while True:
-        props = target.get_blob_properties()
+        props = copy_to.get_blob_properties()
         state = props.copy.status if props.copy else "success"
         if state == "success":
             return

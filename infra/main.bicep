@@ -214,6 +214,7 @@ var vmRoleActions = [
   'Microsoft.Compute/virtualMachines/extensions/read'
   'Microsoft.Compute/virtualMachines/read'
   'Microsoft.Compute/virtualMachines/write'
+  'Microsoft.Resources/subscriptions/resourceGroups/resources/read'
 ]
 var agentRoleActions = [
   'Microsoft.Compute/virtualMachines/extensions/read'
@@ -241,6 +242,7 @@ var storageRoleId = subscriptionResourceId('Microsoft.Authorization/roleDefiniti
 
 // Built-in roles (GUIDs are the same in every tenant).
 var storageBlobDataReader = '2a2b9908-6ea1-4ae2-8e65-a410df84e7d1'
+var storageBlobDataContributor = 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
 var communicationAndEmailServiceOwner = '09976791-48a7-449e-bb21-39d1a415f350'
 var monitoringMetricsPublisher = '3913510d-42f4-4e42-8a64-420c390055eb'
 var durableTaskDataContributor = '0ad04412-c4d5-4796-b79c-f76d14c8d402'
@@ -870,6 +872,17 @@ resource captureReader 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   scope: captureStorage
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageBlobDataReader)
+    principalId: identity.properties.principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// Standby only (issue #14): a harvest copies ring files beside the run (blob write).
+resource captureWriter 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(standbyTargets)) {
+  name: guid(captureStorage.id, identity.id, storageBlobDataContributor)
+  scope: captureStorage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageBlobDataContributor)
     principalId: identity.properties.principalId
     principalType: 'ServicePrincipal'
   }

@@ -40,6 +40,9 @@ BUILTIN_ROLES: dict[str, str] = {
     # data action: blobServices/containers/blobs/read. Covers both the summary (read the
     # .cap blob) and the read link (user delegation key), on the capture account only.
     "Storage Blob Data Reader": "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1",
+    # data actions: blobServices/containers/blobs/read, write, delete. Only with standby
+    # (issue #14): a harvest copies ring files out of rotation's reach in the capture account.
+    "Storage Blob Data Contributor": "ba92f5b4-2d11-453d-a403-e96b0029c9fe",
     # The narrowest built-in role that lets an Entra identity send through an ACS resource
     # (narrower than Contributor). Equivalent custom actions: CommunicationServices/Read,
     # CommunicationServices/Write, EmailServices/Write.
@@ -114,6 +117,12 @@ PERMISSIONS: dict[str, Permission] = {p.operation: p for p in (
     # --- VMs through the generic resources API (azure-mgmt-resource) -------------------
     Permission("resources.get_by_id", {VMS: (f"{_VM}/read", f"{_VM}/extensions/read")},
                why="read the VM: region, OS type, installed extensions"),
+    Permission("resources.list_by_resource_group", {
+        # The generic resource list of a group (GET .../resourceGroups/{g}/resources);
+        # ARM shows only the VMs the caller may read.
+        VMS: ("Microsoft.Resources/subscriptions/resourceGroups/resources/read",
+              f"{_VM}/read"),
+    }, why="find_standby_vms: the VMs tagged for standby in a listed resource group"),
     Permission("resources.begin_create_or_update_by_id", {
         # the long-running PUT ends with a GET of the extension
         AGENT: (f"{_VM}/extensions/write", f"{_VM}/extensions/read"),
@@ -126,6 +135,19 @@ PERMISSIONS: dict[str, Permission] = {p.operation: p for p in (
                granted_by="Storage Blob Data Reader",
                why="read_link signs an expiring read-only user delegation SAS "
                    "(blobServices/generateUserDelegationKey/action)"),
+    # --- standby rings (activities/standby.py), capture account only ---------------------
+    Permission("capture_container.list_blobs", data_actions=(
+        f"{_SA}/blobServices/containers/blobs/read",),
+        granted_by="Storage Blob Data Reader",
+        why="harvest_standby_ring lists the ring's files (closed-at times in their names)"),
+    Permission("blob.get_blob_properties", data_actions=(
+        f"{_SA}/blobServices/containers/blobs/read",),
+        granted_by="Storage Blob Data Reader", why="harvest waits for each copy to finish"),
+    Permission("blob.start_copy_from_url", data_actions=(
+        f"{_SA}/blobServices/containers/blobs/write",),
+        granted_by="Storage Blob Data Contributor",
+        why="harvest copies ring files beside the run, out of rotation's reach (the source "
+            "is read through a user delegation SAS)"),
     # --- the scheduled doctor's state (alertcap/doctor/schedule.py), host account only ---
     Permission("blob.upload_blob", data_actions=(
         f"{_SA}/blobServices/containers/blobs/write",),

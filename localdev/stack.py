@@ -50,6 +50,8 @@ STORAGE_ID = (f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{STORAGE_RG}/provid
               "Microsoft.Storage/storageAccounts/devstoreaccount1")
 DEMO_NETNS = os.environ.get("LOCALDEV_NETNS") or "alertcap-vm1"
 SCALE_SET = "vmss1"
+STANDBY_VM = "standby1"
+STANDBY_NETNS = f"{DEMO_NETNS}-sb"
 # What the deployed custom role grants (README "Deploy to Azure"), plus the data action of
 # Storage Blob Data Reader: the permissions the local identity starts with.
 SEEDED_ACTIONS = [
@@ -64,6 +66,7 @@ SEEDED_ACTIONS = [
     "Microsoft.Compute/virtualMachines/write",
     "Microsoft.Compute/virtualMachines/extensions/read",
     "Microsoft.Compute/virtualMachines/extensions/write",
+    "Microsoft.Resources/subscriptions/resourceGroups/resources/read",
     "Microsoft.Compute/virtualMachineScaleSets/read",
     "Microsoft.Compute/virtualMachineScaleSets/virtualMachines/read",
     "Microsoft.Storage/storageAccounts/read",
@@ -129,6 +132,15 @@ def _demo_vms() -> tuple[list[dict[str, Any]], dict[str, Any], list[dict[str, An
         vms.append({"id": vm_id("vm1"), "location": REGION, "osType": "Linux",
                     "interface": "lo"})
     vms.append({"id": vm_id("vm2"), "location": REGION, "osType": "Linux", "interface": "lo"})
+    # standby1 keeps a standby ring (issue #14): its own namespace, because a ring on
+    # loopback would record its own uploads to Azurite and rotate without end.
+    try:
+        sb = _fresh_netns(STANDBY_NETNS)
+        vms.append({"id": vm_id(STANDBY_VM), "location": REGION, "osType": "Linux",
+                    "netns": sb.netns, "interface": sb.vm_if, "ipAddress": sb.vm_ip})
+        demo["standby"] = {"netns": sb.netns, "host_ip": sb.host_ip, "vm_ip": sb.vm_ip}
+    except Exception as exc:
+        say(f"no network namespace for {STANDBY_VM} ({exc}); no standby VM")
     # Extra loopback VMs for storm tests and benchmarks (LOCALDEV_EXTRA_VMS=50).
     for i in range(int(os.environ.get("LOCALDEV_EXTRA_VMS") or 0)):
         vms.append({"id": vm_id(f"storm{i:03d}"), "location": REGION, "osType": "Linux",
@@ -240,6 +252,12 @@ def up(port: int = 7071, fast: bool = True, arm_latency_ms: float = 0) -> dict[s
         "ALERTCAP_WEBHOOK_SECRET": webhook_secret,
         "ALERTCAP_CHANNEL_TIMEOUT_SECONDS": "5",
     }
+    if "standby" in demo:  # a small ring on standby1, looked after every 10 s
+        values.update({
+            "ALERTCAP_STANDBY_TARGETS": vm_id(STANDBY_VM),
+            "ALERTCAP_STANDBY_FILE_COUNT": "200", "ALERTCAP_STANDBY_FILE_SIZE_BYTES": "65536",
+            "ALERTCAP_STANDBY_SESSION_SECONDS": "3600", "ALERTCAP_STANDBY_CHECK_SECONDS": "10",
+            "ALERTCAP_STANDBY_LOOKBACK_SECONDS": "120"})
     if fast:  # seconds, not minutes: the local stack answers at once
         values.update({
             "ALERTCAP_CAPTURE_TIME_LIMIT_SECONDS": "15", "ALERTCAP_POLL_INTERVAL_SECONDS": "2",
@@ -337,7 +355,7 @@ def down(quiet: bool = False) -> None:
     sup.forget_all()
     with suppress(FileNotFoundError):
         ENDPOINTS.unlink()
-    for netns in _netns_names():
+    for netns in (*_netns_names(), STANDBY_NETNS):
         subprocess.run(["ip", "netns", "delete", netns], capture_output=True, check=False)
     if not quiet and not order:
         say("nothing was running")

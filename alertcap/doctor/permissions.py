@@ -41,7 +41,9 @@ ACTIONS: dict[str, tuple[str, ...]] = {
         f"{_PC}/stop/action",
         f"{_PC}/write",
     ),
-    VMS: (f"{_VM}/extensions/read", f"{_VM}/read", f"{_VM}/write"),
+    # resources/read: the standby sweep lists tagged VMs in a group (issue #14)
+    VMS: (f"{_VM}/extensions/read", f"{_VM}/read", f"{_VM}/write",
+          "Microsoft.Resources/subscriptions/resourceGroups/resources/read"),
     # Only when ALERTCAP_INSTALL_AGENT=true: the run installs the agent extension.
     AGENT: (f"{_VM}/extensions/read", f"{_VM}/extensions/write"),
     CAPTURE_STORAGE: (

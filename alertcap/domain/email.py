@@ -96,6 +96,13 @@ def render(run: RunResult) -> Email:
     if slices:
         text += ["Evidence (small pcaps of the findings' and top conversations' packets):"]
         text += [f"- {e.name}: {e.packets:,} packets  {e.link or e.url}" for e in slices] + [""]
+    harvest = run.harvest if run.harvest and run.harvest.standby else None
+    if harvest:  # standby: the ring's files from before the alert, each with its link
+        text += [f"Before the alert (standby ring; ALERT AT {harvest.alert_time}, window "
+                 f"{harvest.window_start} to {harvest.window_end}):"]
+        text += [f"- closed {f.closed_at}: {f.size_bytes:,} bytes  {f.link or f.url}"
+                 for f in harvest.files] or ["- no ring file covers the window"]
+        text += [""]
     if warnings:
         text += ["Warnings:"] + [f"- {w}" for w in warnings] + [""]
     text += ["Details", "-------"] + [f"{k.ljust(width)}  {v}" for k, v in rows]
@@ -112,6 +119,14 @@ def render(run: RunResult) -> Email:
         html.append("<h3>Evidence</h3><ul>" + "".join(
             f"<li><a href=\"{escape(e.link or e.url, quote=True)}\">{escape(e.name)}.pcap</a>"
             f" ({e.packets:,} packets)</li>" for e in slices) + "</ul>")
+    if harvest:
+        html.append(
+            f"<h3>Before the alert (standby ring)</h3><p><b>Alert at "
+            f"{escape(str(harvest.alert_time))}</b>; window {escape(str(harvest.window_start))}"
+            f" to {escape(str(harvest.window_end))}</p><ul>" + "".join(
+                f"<li><a href=\"{escape(f.link or f.url, quote=True)}\">closed "
+                f"{escape(f.closed_at)}</a> ({f.size_bytes:,} bytes)</li>"
+                for f in harvest.files) + "</ul>")
     if warnings:
         html.append("<p><b>Warnings</b></p><ul>"
                     + "".join(f"<li>{escape(str(w))}</li>" for w in warnings) + "</ul>")

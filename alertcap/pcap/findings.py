@@ -119,7 +119,9 @@ def parse_time(v: Any) -> float | None:
     s = v.strip().replace("Z", "+00:00").replace("z", "+00:00")
     if "." in s:  # fromisoformat takes at most 6 fractional digits before 3.11's rules
         head, _, rest = s.partition(".")
-        digits = "".join(c for c in rest[:7] if c.isdigit())
+        # the leading digits only: "308+00:00" (3 digits, then the offset) must not borrow
+        # the offset's digits
+        digits = rest[: len(rest) - len(rest.lstrip("0123456789"))]
         tail = rest[len(digits):]
         s = f"{head}.{digits[:6].ljust(6, '0')}{tail}"
     try:

@@ -233,7 +233,8 @@ def test_each_problem_is_found_with_its_fix(change: Any, check: str, code: str,
 
 def test_missing_permissions_name_each_action_and_the_assignment() -> None:
     arm = FakeArm()
-    arm.grants[VM1.lower()] = [{"actions": ["Microsoft.Compute/*"],
+    arm.grants[VM1.lower()] = [{"actions": ["Microsoft.Compute/*",
+                                            "Microsoft.Resources/*/read"],
                                 "notActions": ["Microsoft.Compute/virtualMachines/write"]}]
     arm.grants[WATCHER.lower()] = [{"actions": ["Microsoft.Network/networkWatchers/read"]}]
     arm.grants[STORAGE.lower()] = [{"actions": ["*"], "dataActions": []}]

@@ -36,16 +36,20 @@ GROUP_ATTRIBUTES = {"packet_captures": "packet_captures", "network_watchers": "n
 # Factory methods of alertcap.clients.Clients -> what they return.
 CLIENT_FACTORIES = {"network": "network_client", "resources": "resource_client",
                     "email": "email", "blob": "blob", "records": "container",
-                    "container": "container"}
+                    # any container of the capture account (standby rings): its own group,
+                    # for the role there is not the host account's (records)
+                    "container": "capture_container"}
 # Constructors / class factories -> what they return.
 CONSTRUCTORS = {"BlobServiceClient": "blob_service", "BlobClient.from_blob_url": "blob",
                 "ContainerClient.from_container_url": "container",
                 "EmailClient": "email", "EmailClient.from_connection_string": "email",
                 "NetworkManagementClient": "network_client",
                 "ResourceManagementClient": "resource_client"}
+# Methods that build a client locally, without a request: followed, never operations.
+BLOB_FACTORIES = {"get_blob_client"}
 # Groups whose calls are operations (the *_client groups only lead to them).
 OPERATION_GROUPS = {"packet_captures", "network_watchers", "resources", "email", "blob",
-                    "blob_service", "container"}
+                    "blob_service", "container", "capture_container"}
 
 
 def sdk_method_names() -> set[str]:
@@ -114,6 +118,12 @@ class _Module:
                     return CLIENT_FACTORIES[func.attr]
             if isinstance(func, ast.Name) and func.id in self.returns:
                 return self.returns[func.id]
+            # ContainerClient/BlobServiceClient.get_blob_client builds a BlobClient locally
+            # (no request): what it returns is a blob, like clients.blob(url).
+            if isinstance(func, ast.Attribute) and func.attr in BLOB_FACTORIES \
+                    and self.group(func.value) in ("container", "capture_container",
+                                                   "blob_service"):
+                return "blob"
         return None
 
     def resolve(self) -> None:
@@ -159,6 +169,8 @@ def scan(paths: list[Path] | None = None) -> tuple[set[Call], set[Call]]:
             if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
                 continue
             group = module.group(node.func.value)
+            if node.func.attr in BLOB_FACTORIES and group in OPERATION_GROUPS:
+                continue
             if group in OPERATION_GROUPS:
                 found.add(Call(f"{group}.{node.func.attr}", rel, node.lineno))
             elif node.func.attr in methods and _dotted(node.func) not in CONSTRUCTORS:

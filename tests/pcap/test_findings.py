@@ -295,7 +295,9 @@ def test_kinds_are_documented() -> None:
 @pytest.mark.parametrize(
     ("raw", "expected"),
     [("2025-10-09T08:53:25Z", BASE + 5.0), ("2025-10-09T08:53:25.5+00:00", BASE + 5.5),
-     (BASE, float(BASE)), ("yesterday", None), (None, None), (True, None)],
+     (BASE, float(BASE)), ("yesterday", None), (None, None), (True, None),
+     # fewer than 7 fractional digits before the Z (alertcap's own ISO times)
+     ("2025-10-09T08:53:25.250Z", BASE + 5.25), ("2025-10-09T08:53:25.2500000Z", BASE + 5.25)],
 )  # fmt: skip
 def test_parse_time(raw: Any, expected: float | None) -> None:
     assert parse_time(raw) == expected
