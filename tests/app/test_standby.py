@@ -104,7 +104,7 @@ class FakeResources:
     def __init__(self, groups: dict[str, list[Any]]) -> None:
         self.groups = groups
 
-    def list_by_resource_group(self, group: str, filter: str) -> list[Any]:  # noqa: A002
+    def list_by_resource_group(self, group: str, filter: str) -> list[Any]:
         assert "virtualMachines" in filter
         if group not in self.groups:
             raise _not_found("ResourceGroupNotFound")
