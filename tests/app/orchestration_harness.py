@@ -37,7 +37,7 @@ class ActivityFailed(Exception):
 @dataclass
 class FakeContext:
     input: Any
-    handlers: dict[str, Callable[[dict[str, Any]], Any]]
+    handlers: dict[str, Callable[..., Any]]
     now: datetime = datetime(2026, 11, 24, 2, 0, 0)
     instance_id: str = "alertcap-vm1-0123456789ab"
     stop_at: datetime | None = None  # when an operator raises "stop"

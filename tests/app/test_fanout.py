@@ -82,7 +82,7 @@ def test_when_every_target_is_captured_no_email_is_sent() -> None:
 
 
 def test_a_target_whose_run_is_live_is_reported_running_not_failed() -> None:
-    ctx, kids, out = fan(4, concurrency=4, children=Children(live=(1, 3)))
+    _, kids, out = fan(4, concurrency=4, children=Children(live=(1, 3)))
     by = {o["vm_id"].rsplit("/", 1)[1]: o["outcome"] for o in out["outcomes"]}
     assert by == {"web000": "captured", "web001": "running", "web002": "captured",
                   "web003": "running"}
