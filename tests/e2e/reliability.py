@@ -25,7 +25,8 @@ ROOT = Path(__file__).resolve().parents[2]
 STORM_VMS = 8          # storm000..storm007
 STORM_POSTS_PER_VM = 12
 CRASH_VMS = ("storm008", "storm009", "storm010")
-EXTRA_VMS = 11         # conftest starts the stack with this many stormNNN VMs
+FANOUT_VMS = ("storm011", "storm012")  # one multi-VM alert (tests/e2e/test_scale_sets.py)
+EXTRA_VMS = 13         # conftest starts the stack with this many stormNNN VMs
 
 _VM_ID = re.compile(r"/subscriptions/[^\"]+?/virtualmachines/[A-Za-z0-9_.-]+", re.IGNORECASE)
 SHAPES = ["common-metric-fired.json", "metric-noncommon-activated.json",
