@@ -228,6 +228,8 @@ def up(port: int = 7071, fast: bool = True, arm_latency_ms: float = 0) -> dict[s
             # A failed notification is retried within seconds (Azure: a minute, doubling).
             "ALERTCAP_NOTIFY_RETRY_FIRST_SECONDS": "2", "ALERTCAP_NOTIFY_RETRY_MAX_SECONDS": "4",
             "ALERTCAP_NOTIFY_GIVE_UP_SECONDS": "90"})
+    # Benchmarks size the app (e.g. ALERTCAP_FANOUT_CONCURRENCY): a JSON object of settings.
+    values.update(json.loads(os.environ.get("LOCALDEV_APP_SETTINGS") or "{}"))
     write_secret(STATE / "app.settings.json", {"Values": values})
 
     say(f"Functions host on http://127.0.0.1:{port}")
