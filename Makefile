@@ -42,6 +42,7 @@ bench: setup tshark
 	$(BIN)/python bench/host_bench.py
 	$(BIN)/python bench/storm_bench.py
 	$(BIN)/python bench/preflight_bench.py
+	$(BIN)/python bench/fanout_bench.py
 
 setup: $(STAMP) node_modules/.package-lock.json tcpdump chromium
 

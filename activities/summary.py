@@ -99,18 +99,28 @@ class _Chained:
     def __init__(self, opens: list[Callable[[], Any]]) -> None:
         self._opens, self._header = list(opens), b""
         self._current: Any = None
+        self._pending = b""  # the first file's header, handed out as the reader asks
         self.skipped = 0
 
     def read(self, n: int = -1, /) -> bytes:
+        # At most n bytes, and read(0) consumes nothing: the pcap reader probes with
+        # read(0) before it reads the magic (alertcap/pcap/reader.py).
+        if n == 0:
+            return b""
+        if n < 0:
+            return b"".join(iter(lambda: self.read(1 << 20), b""))
         while True:
+            if self._pending:
+                out, self._pending = self._pending[:n], self._pending[n:]
+                return out
             if self._current is None:
                 if not self._opens:
                     return b""
                 self._current = self._opens.pop(0)()
                 header = _read_exactly(self._current, _PCAP_HEADER)
                 if not self._header:
-                    self._header = header
-                    return header + self._current.read(max(n - _PCAP_HEADER, 1))
+                    self._header = self._pending = header
+                    continue
                 if header[:4] != self._header[:4] or header[20:] != self._header[20:]:
                     self.skipped += 1
                     self._current = None

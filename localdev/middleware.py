@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
@@ -48,7 +49,8 @@ def error_response(status: int, code: str, message: str,
 
 
 class FaultLog(Protocol):
-    def record(self, method: str, path: str, status: int) -> None: ...
+    def record(self, method: str, path: str, status: int,
+               started: float | None = None) -> None: ...
 
     def match_http(self, method: str, path: str) -> dict[str, Any] | None: ...
 
@@ -65,6 +67,7 @@ def request_log(faults: FaultLog, log: logging.Logger,
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        started = time.time()  # with the end time: calls in flight at once (bench/)
         try:
             response = await handler(request)
         except ServiceError as err:
@@ -72,7 +75,7 @@ def request_log(faults: FaultLog, log: logging.Logger,
         except web.HTTPException as exc:
             response = error_response(exc.status, exc.reason.replace(" ", ""), exc.reason)
         if not _skipped(request, unrecorded):
-            faults.record(request.method, request.path, response.status)
+            faults.record(request.method, request.path, response.status, started)
         log.info("%s %s -> %s", request.method, request.path, response.status)
         return response
 

@@ -271,6 +271,8 @@ def up(port: int = 7071, fast: bool = True, arm_latency_ms: float = 0) -> dict[s
             # Email and channels give up after 40 s: a channel down for a whole local run
             # ends "undelivered" within a test's minute (Azure default: a day).
             "ALERTCAP_NOTIFY_GIVE_UP_SECONDS": "40"})
+    # Benchmarks size the app (e.g. ALERTCAP_FANOUT_CONCURRENCY): a JSON object of settings.
+    values.update(json.loads(os.environ.get("LOCALDEV_APP_SETTINGS") or "{}"))
     write_secret(STATE / "app.settings.json", {"Values": values})
 
     say(f"Functions host on http://127.0.0.1:{port}")

@@ -75,12 +75,16 @@ class FanoutResult(Model):
 
 
 def _outcome(instance_id: str, vm: VmRef, task: Any) -> TargetOutcome:
-    if getattr(task, "is_faulted", False):
-        text = str(getattr(task, "result", None) or "the run failed to start").split("\n")[0]
+    result = getattr(task, "result", None)
+    # A failed task's result is the exception (the SDK's TaskBase.set_value with is_error;
+    # TaskOrchestrationExecutor makes it from the SubOrchestrationInstanceFailed reason).
+    # TaskBase has no is_faulted: reading one always said "not failed".
+    if isinstance(result, BaseException):
+        text = (str(result) or "the run failed to start").split("\n")[0].strip()
         if "already exists" in text:
             return TargetOutcome(instance_id, vm, "running", "a run of this target is live")
         return TargetOutcome(instance_id, vm, "failed", text)
-    out = decoded(getattr(task, "result", None))
+    out = decoded(result)
     if isinstance(out, dict):
         return TargetOutcome(instance_id, vm, str(out.get("outcome") or "failed"),
                              out.get("reason"))

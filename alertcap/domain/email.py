@@ -12,7 +12,7 @@ from html import escape
 from typing import Any
 
 from alertcap import pcap
-from alertcap.domain.run import RunResult
+from alertcap.domain.run import InstanceSummary, RunResult
 
 TIMELINE_CID = "timeline"
 
@@ -36,6 +36,12 @@ class Email:
     inline: tuple[Inline, ...] = ()
 
 
+def _instance_line(one: InstanceSummary) -> str:
+    packets = (one.summary or {}).get("packets")
+    counted = f"{packets:,} packets, " if isinstance(packets, int) else ""
+    return f"{counted}{one.link or one.blob_url}"
+
+
 def _rows(run: RunResult) -> list[tuple[str, str]]:
     alert, capture, status = run.alert, run.capture, run.capture_status
     summary = run.summary
@@ -54,6 +60,9 @@ def _rows(run: RunResult) -> list[tuple[str, str]]:
         ("Capture file", (summary.blob_url if summary else None)
          or (capture.storage_path if capture else None) or ""),
         ("VM-local file", (capture.local_path if capture else None) or ""),
+        # A scale set: one file per captured instance (packets, then where it is).
+        *((f"Instance {i.instance_id}", _instance_line(i))
+          for i in (summary.instances if summary else ())),
         ("Read link", (summary.link if summary else None) or ""),
         ("Link expires", (summary.link_expires if summary else None) or ""),
         ("Started", run.started_at),

@@ -74,7 +74,7 @@ def validate(spec: object, kinds: frozenset[str] = KINDS) -> dict:
 @dataclass
 class Faults:
     rules: list[Rule] = field(default_factory=list)
-    log: deque = field(default_factory=lambda: deque(maxlen=1000))
+    log: deque = field(default_factory=lambda: deque(maxlen=20000))
     kinds: frozenset[str] = KINDS  # the email endpoint has its own kinds
 
     def add(self, spec: dict) -> Rule:
@@ -112,10 +112,11 @@ class Faults:
                 return s
         return None
 
-    def record(self, method: str, path: str, status: int) -> None:
-        self.log.append(
-            {"method": method, "path": path, "status": status, "timestamp": time.time()}
-        )
+    def record(self, method: str, path: str, status: int, started: float | None = None
+               ) -> None:
+        now = time.time()
+        self.log.append({"method": method, "path": path, "status": status, "timestamp": now,
+                         "started": now if started is None else started})
 
     def describe(self) -> list[dict]:
         return [{**r.spec, "hits": r.hits, "remaining": r.remaining} for r in self.rules]

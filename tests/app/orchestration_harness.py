@@ -16,7 +16,7 @@ from typing import Any
 
 @dataclass(eq=False)
 class Task:
-    kind: str  # activity | timer | event | any
+    kind: str  # activity | sub | timer | event | any
     name: str = ""
     payload: Any = None
     fire_at: datetime | None = None
@@ -37,7 +37,7 @@ class ActivityFailed(Exception):
 @dataclass
 class FakeContext:
     input: Any
-    handlers: dict[str, Callable[[dict[str, Any]], Any]]
+    handlers: dict[str, Callable[..., Any]]
     now: datetime = datetime(2026, 11, 24, 2, 0, 0)
     instance_id: str = "alertcap-vm1-0123456789ab"
     stop_at: datetime | None = None  # when an operator raises "stop"
@@ -47,6 +47,9 @@ class FakeContext:
     continued_with: Any = None
     timers: list[Task] = field(default_factory=list)
     step_seconds: float = 1.0  # virtual time each activity takes
+    # Sub-orchestrations: answered by handlers["sub:<name>"](input, instance_id); each
+    # task_all of them is recorded as one batch (the instance ids started together).
+    batches: list[list[str]] = field(default_factory=list)
 
     @property
     def current_utc_datetime(self) -> datetime:
@@ -58,6 +61,10 @@ class FakeContext:
     def call_activity_with_retry(self, name: str, retry: Any, payload: Any) -> Task:
         assert retry.max_number_of_attempts >= 1
         return Task("activity", name, payload)
+
+    def call_sub_orchestrator(self, name: str, input_: Any = None,
+                              instance_id: str | None = None) -> Task:
+        return Task("sub", name, {"input": input_, "instance_id": instance_id})
 
     def create_timer(self, fire_at: datetime) -> Task:
         task = Task("timer", fire_at=fire_at)
@@ -94,7 +101,25 @@ class FakeContext:
                 task.error = exc
                 raise
             return task.result
+        if task.kind == "sub":
+            if task.is_completed:
+                if task.error is not None:
+                    raise task.error
+                return task.result
+            self.calls.append((f"sub:{task.name}", task.payload))
+            task.is_completed = True
+            try:
+                task.result = self.handlers[f"sub:{task.name}"](
+                    task.payload["input"], task.payload["instance_id"])
+            except ActivityFailed as exc:
+                # The SDK's TaskBase.set_value(is_error=True): the exception is the result.
+                task.error, task.result = exc, exc
+                raise
+            return task.result
         if task.kind == "all":  # children run side by side: the clock moves one step
+            if any(c.kind == "sub" for c in task.children):
+                self.batches.append([c.payload["instance_id"] for c in task.children
+                                     if c.kind == "sub"])
             start, errors, results = self.now, [], []
             for child in task.children:
                 self.now = start

@@ -47,7 +47,8 @@ def stack_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     state = tmp_path_factory.mktemp("localdev")
     return {**os.environ, "LOCALDEV_STATE_DIR": str(state),
             "LOCALDEV_NETNS": f"ace2e-{secrets.token_hex(3)}",
-            "LOCALDEV_EXTRA_VMS": str(EXTRA_VMS)}
+            "LOCALDEV_EXTRA_VMS": str(EXTRA_VMS),
+            "LOCALDEV_VMSS_INSTANCES": "3"}  # test_scale_sets.py captures 2 of 3
 
 
 @pytest.fixture(scope="session")

@@ -25,7 +25,8 @@ ROOT = Path(__file__).resolve().parents[2]
 STORM_VMS = 8          # storm000..storm007
 STORM_POSTS_PER_VM = 12
 CRASH_VMS = ("storm008", "storm009", "storm010")
-EXTRA_VMS = 16         # conftest starts the stack with this many stormNNN VMs;
+FANOUT_VMS = ("storm016", "storm017")  # one multi-VM alert (tests/e2e/test_scale_sets.py)
+EXTRA_VMS = 18         # conftest starts the stack with this many stormNNN VMs;
 # storm011..storm013 belong to test_channels.py and test_run_page.py, storm014..015 to
 # test_versioning.py.
 
