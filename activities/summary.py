@@ -87,58 +87,7 @@ def _slices(clients: Clients, inp: SummariseInput,
 # --- scale sets: one file per captured instance ----------------------------------------
 
 _INSTANCE_IN_PATH = re.compile(r"/virtualmachines/(?P<iid>[0-9]+)/", re.IGNORECASE)
-_PCAP_HEADER = 24  # classic libpcap global header (what Network Watcher and tcpdump write)
 MAX_INSTANCE_FILES = 1000
-
-
-class _Chained:
-    """The instances' files read as one capture: the first file whole, every next one
-    without its global header (same link type and byte order, else it is left out), so the
-    together-summary streams as the per-instance ones do."""
-
-    def __init__(self, opens: list[Callable[[], Any]]) -> None:
-        self._opens, self._header = list(opens), b""
-        self._current: Any = None
-        self._pending = b""  # the first file's header, handed out as the reader asks
-        self.skipped = 0
-
-    def read(self, n: int = -1, /) -> bytes:
-        # At most n bytes, and read(0) consumes nothing: the pcap reader probes with
-        # read(0) before it reads the magic (alertcap/pcap/reader.py).
-        if n == 0:
-            return b""
-        if n < 0:
-            return b"".join(iter(lambda: self.read(1 << 20), b""))
-        while True:
-            if self._pending:
-                out, self._pending = self._pending[:n], self._pending[n:]
-                return out
-            if self._current is None:
-                if not self._opens:
-                    return b""
-                self._current = self._opens.pop(0)()
-                header = _read_exactly(self._current, _PCAP_HEADER)
-                if not self._header:
-                    self._header = self._pending = header
-                    continue
-                if header[:4] != self._header[:4] or header[20:] != self._header[20:]:
-                    self.skipped += 1
-                    self._current = None
-                    continue
-            data = self._current.read(n)
-            if data:
-                return bytes(data)
-            self._current = None
-
-
-def _read_exactly(stream: Any, n: int) -> bytes:
-    out = b""
-    while len(out) < n:
-        data = stream.read(n - len(out))
-        if not data:
-            break
-        out += data
-    return out
 
 
 @activity("summarise_scale_set_capture")
@@ -171,14 +120,14 @@ def summarise_scale_set_capture(clients: Clients, inp: SummariseInput) -> Captur
     def opener(url: str) -> Callable[[], Any]:
         return lambda: clients.blob(url).download_blob(max_concurrency=1)
 
-    chained = _Chained([opener(i.blob_url) for i in instances])
+    # The instances' files as one capture (the same reader the standby harvest uses).
+    chained = pcap.ChainedCaptures((f"instance {i.instance_id}", opener(i.blob_url))
+                                   for i in instances)
     try:
         together = pcap.summarise(chained, top=inp.top).to_dict()
     except Exception as exc:
         raise from_azure(exc, "read the capture files") from exc
-    if chained.skipped:
-        warnings.append(f"{chained.skipped} instance files differ in link type and are "
-                        "left out of the together-summary")
+    warnings.extend(f"left out of the together-summary: {why}" for why in chained.skipped)
     return CaptureSummary(blob_url=inp.storage_path, size_bytes=sum(
         i.size_bytes or 0 for i in instances), summary=together, warnings=tuple(warnings),
         instances=tuple(instances))

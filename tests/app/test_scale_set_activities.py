@@ -189,7 +189,8 @@ def test_a_file_of_another_link_type_is_summarised_alone_and_left_out_of_togethe
     assert [(i.instance_id, (i.summary or {})["packets"]) for i in out.instances] == [
         ("0", 4), ("1", 1)]
     assert out.summary is not None and out.summary["packets"] == 4
-    assert any("differ in link type" in w for w in out.warnings)
+    assert any("left out of the together-summary" in w and "link type differs" in w
+               for w in out.warnings)
 
 
 def test_the_email_of_a_scale_set_capture_names_each_captured_instance() -> None:
