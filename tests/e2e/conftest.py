@@ -76,3 +76,12 @@ def runs(stack: Stack) -> Iterator[Runs]:
     started = Runs(stack)
     yield started
     started.close()
+
+
+@pytest.fixture(scope="module")
+def exclusive_stack(stack: Stack) -> Iterator[Stack]:
+    """For a module whose tests start runs in the foreground: the background scenarios
+    that switch faults on (they take the same lock) wait until the module is done, so a
+    fault meant for one scenario's run never meets these runs, nor theirs."""
+    with stack.fault_lock:
+        yield stack

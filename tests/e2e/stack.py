@@ -34,7 +34,9 @@ class Stack(StackClient):
     demo: dict[str, Any] = field(default_factory=dict)
     # Fault rules are global to the ARM (or email) endpoint and DELETE clears them all:
     # scenarios that inject faults hold this lock from injection until they clean up.
-    fault_lock: threading.Lock = field(default_factory=threading.Lock)
+    # Held while ARM or email faults are on, and by the foreground tests that start runs
+    # (conftest.exclusive_stack): a fault meant for one run must not meet another's.
+    fault_lock: threading.RLock = field(default_factory=threading.RLock)
 
     @classmethod
     def load(cls, state: Path, netns: str = "") -> Stack:  # type: ignore[override]

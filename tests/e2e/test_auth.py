@@ -16,6 +16,11 @@ from .stack import SUBSCRIPTION, Stack, http
 
 pytestmark = pytest.mark.e2e
 
+
+@pytest.fixture(scope="module", autouse=True)
+def _exclusive(exclusive_stack: Stack) -> None:
+    """This module starts runs: no background scenario's fault may meet them."""
+
 # A VM no other test touches: any instance for it would have been started by these tests.
 PROBE_VM = (f"/subscriptions/{SUBSCRIPTION}/resourceGroups/demo-rg/providers/"
             "Microsoft.Compute/virtualMachines/vmauthprobe")

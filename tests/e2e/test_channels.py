@@ -24,6 +24,11 @@ from .stack import Response, Stack, http
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
+
+@pytest.fixture(scope="module", autouse=True)
+def _exclusive(exclusive_stack: Stack) -> None:
+    """This module starts runs: no background scenario's fault may meet them."""
+
 CHANNELS = ("teams", "slack", "pagerduty", "webhook")
 
 

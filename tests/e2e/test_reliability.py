@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from .reliability import CRASH_VMS, STORM_POSTS_PER_VM, STORM_VMS
+from .reliability import CRASH_VMS, STORM_POSTS_PER_VM, STORM_VMS, said_started
 from .scenarios import Runs
 from .stack import Stack
 
@@ -17,12 +17,14 @@ def test_storm_every_post_answered_without_5xx(runs: Runs) -> None:
     statuses = Counter(r.status for _, _, r, _ in answers)
     assert set(statuses) <= {200, 202}, statuses
     resolved = [r for _, shape, r, _ in answers if "resolved" in shape or "deactivated" in shape]
-    assert resolved and all(r.body["status"] == "ignored" for r in resolved)
+    # Resolved: nothing to capture; with PagerDuty configured (the local stack has it) the
+    # incident is resolved instead of the notification being ignored.
+    assert resolved and all(r.body["status"] in ("ignored", "resolving") for r in resolved)
 
 
 def test_storm_one_run_and_one_capture_per_vm(runs: Runs) -> None:
     storm = runs.get("alert_storm")
-    started = Counter(vm for vm, _, r, _ in storm["answers"] if r.status == 202)
+    started = Counter(vm for vm, _, r, _ in storm["answers"] if said_started(r.body))
     assert started == Counter({vm: 1 for vm in storm["vms"]}), started
     duplicates = [r for _, shape, r, _ in storm["answers"] if r.status == 200
                   and "instances" in r.body]

@@ -19,6 +19,11 @@ from .stack import Stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
+
+@pytest.fixture(scope="module", autouse=True)
+def _exclusive(exclusive_stack: Stack) -> None:
+    """This module starts runs: no background scenario's fault may meet them."""
+
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--disable-quic"]
 PHONE = {"width": 390, "height": 844}

@@ -28,6 +28,11 @@ from .stack import Stack, free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
+
+@pytest.fixture(scope="module", autouse=True)
+def _exclusive(exclusive_stack: Stack) -> None:
+    """This module starts runs: no background scenario's fault may meet them."""
+
 CAPTURED = ("0", "2")  # of instances 0, 1, 2
 
 

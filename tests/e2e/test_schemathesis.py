@@ -28,6 +28,11 @@ from .stack import Stack, http
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
+
+@pytest.fixture(scope="module", autouse=True)
+def _exclusive(exclusive_stack: Stack) -> None:
+    """This module starts runs: no background scenario's fault may meet them."""
+
 ROUTES = [("/alerts", "POST"), ("/captures", "POST"), ("/captures/{instanceId}/stop", "POST")]
 MODES = [GenerationMode.POSITIVE, GenerationMode.NEGATIVE]
 ROUTED = re.compile(r"^/api/(alerts|captures|captures/[^/]+/stop)$")

@@ -25,6 +25,11 @@ from .stack import Stack, free_port, http
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _exclusive(exclusive_stack: Stack) -> None:
+    """This module starts runs: no background scenario's fault may meet them."""
+
+
 def _standby_state(stack: Stack) -> dict[str, Any]:
     r = http("GET", stack._api("standby", "default"))
     assert r.status == 200, r.body

@@ -68,6 +68,11 @@ def _unversioned_build(into: Path) -> Path:
 
 def _run_across_a_deploy(stack: Stack, vm: str, before: Path | None, after: Path | None
                          ) -> dict[str, Any]:
+    with stack.fault_lock:  # the host restarts: no foreground test may be mid-request
+        return _deploy(stack, vm, before, after)
+
+
+def _deploy(stack: Stack, vm: str, before: Path | None, after: Path | None) -> dict[str, Any]:
     assert _restart_host(stack, before).returncode == 0
     try:
         r = stack.start_capture(stack.vm(vm), seconds=10)
