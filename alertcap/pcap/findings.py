@@ -277,6 +277,8 @@ def findings(summary: dict[str, Any], alert: AlertSignal | None = None) -> list[
             ))  # fmt: skip
 
     for sc in conns.get("scanners") or []:
+        if _mostly_unseen_starts(sc):
+            continue
         failed = sum(v for k, v in sc["states"].items() if k in ("S0", "REJ", "RSTOS0"))
         ports = sc["ports"]
         if ports >= _T["scan_ports"] or (
@@ -298,6 +300,8 @@ def findings(summary: dict[str, Any], alert: AlertSignal | None = None) -> list[
                           "states": sc["states"], "sample_ports": sc["sample_ports"]},
             ))  # fmt: skip
     for sw in conns.get("sweepers") or []:
+        if _mostly_unseen_starts(sw):
+            continue
         if sw["hosts"] >= _T["sweep_hosts"]:
             ratio = sw["hosts"] / _T["sweep_hosts"]
             out.append(_f(
@@ -524,6 +528,14 @@ def alert_context(s: dict[str, Any], alert: AlertSignal | None) -> dict[str, Any
     return _f("alert_context", "info", 0.0, False,
               head + "this metric has no direct counterpart in the packets; see the findings "
               "and the timeline.", culprit=None, hosts=[], evidence={"metric": metric})  # fmt: skip
+
+
+def _mostly_unseen_starts(group: dict[str, Any]) -> bool:
+    """Connections whose SYN the capture never saw (Zeek OTH) have no known originator: the
+    side that spoke first in the capture is often the server answering a client's many
+    ephemeral ports. A "scan" made of those is the client's churn seen backwards."""
+    states = group.get("states") or {}
+    return bool(states) and states.get("OTH", 0) * 2 > group.get("connections", 0)
 
 
 def verdict(found: list[dict[str, Any]], s: dict[str, Any]) -> dict[str, Any]:

@@ -332,3 +332,22 @@ def test_half_open_spread_over_ports_and_sources() -> None:
     assert f["sentence"] == ("10.0.0.4 got 300 SYNs on many ports; 300 (100 %) were never "
                              "answered (half-open, Zeek S0).")  # fmt: skip
     assert "port_scan" not in _kinds(s)
+
+
+def test_a_servers_answers_to_connections_begun_before_the_capture_are_no_port_scan() -> None:
+    """Found by `make demo`: the capture starts while vm1 hammers one service, so for many
+    connections the first packet seen is the server's (Zeek OTH: no SYN seen). The server
+    "sent to" hundreds of the client's ephemeral ports: that is the client's churn, not a
+    scan by the server."""
+    cap = Capture()
+    _background(cap)
+    for i in range(300):
+        c = TcpConn(cap, "10.0.0.4", 40000 + i, "10.0.0.5", 8080, isn=(i * 100, i * 300))
+        t = 1 + i * 0.01
+        c.send(t, 1, PSH | ACK, bytes(50))       # the server speaks first in the capture
+        c.send(t + 0.001, 0, ACK)
+        c.send(t + 0.002, 0, FIN | ACK)
+        c.send(t + 0.003, 1, FIN | ACK)
+    s = _summary(cap)
+    assert "port_scan" not in _kinds(s), [f["sentence"] for f in s["findings"]]
+    assert "host_sweep" not in _kinds(s)
