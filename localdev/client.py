@@ -41,19 +41,36 @@ class Response:
     body: Any
 
 
+REFUSED_RETRY_SECONDS = 30.0  # a host restart (a deploy, a crash test) takes a few seconds
+
+
 def http(method: str, url: str, body: Any = None, headers: dict[str, str] | None = None,
          context: ssl.SSLContext | None = None, raw: bytes | None = None,
          timeout: float = 60) -> Response:
-    """One JSON request; HTTP errors are answers, not exceptions (OSError still raises)."""
+    """One JSON request; HTTP errors are answers, not exceptions (OSError still raises).
+
+    A refused connection is tried again for up to REFUSED_RETRY_SECONDS, as an operator's
+    script would while the host restarts: the request never reached the server, so even a
+    POST is safe to repeat. Timeouts and resets are not retried (the server may have acted).
+    """
     data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
     req = urllib.request.Request(url, data=data, method=method,  # noqa: S310 - our own stack
                                  headers={"Content-Type": "application/json", **(headers or {})})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout, context=context) as r:  # noqa: S310
-            payload = r.read()
-            status, hdrs = r.status, dict(r.headers)
-    except urllib.error.HTTPError as err:
-        payload, status, hdrs = err.read(), err.code, dict(err.headers)
+    deadline = time.monotonic() + REFUSED_RETRY_SECONDS
+    while True:
+        try:
+            with urllib.request.urlopen(req, timeout=timeout, context=context) as r:  # noqa: S310
+                payload = r.read()
+                status, hdrs = r.status, dict(r.headers)
+            break
+        except urllib.error.HTTPError as err:
+            payload, status, hdrs = err.read(), err.code, dict(err.headers)
+            break
+        except urllib.error.URLError as err:
+            if not isinstance(err.reason, ConnectionRefusedError) or \
+                    time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
     try:
         parsed: Any = json.loads(payload) if payload else None
     except ValueError:

@@ -29,7 +29,9 @@ from alertcap.settings import Settings
 from .scenarios import EXCLUSIVE, QUEUES, Runs
 from .stack import SUBSCRIPTION, Stack, http
 
-pytestmark = [pytest.mark.e2e]
+# The first test's setup waits for every background scenario (up to 600 s on a busy
+# machine): the per-test limit must cover that wait.
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 ROOT = Path(__file__).resolve().parents[2]
 VM_RG = f"/subscriptions/{SUBSCRIPTION}/resourceGroups/demo-rg"
 STORAGE = "devstoreaccount1"
