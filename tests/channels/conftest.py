@@ -55,7 +55,7 @@ def rx(receiver: dict[str, Any]) -> Iterator[dict[str, Any]]:
     """The receiver with no faults and an empty delivery list."""
     base = receiver["endpoint"].rstrip("/")
     http = requests.Session()
-    http.verify = receiver["certPath"]  # the local stack's certificate, never verify=False
+    http.verify = receiver["certPath"]  # trust the local stack's own certificate
     # REQUESTS_CA_BUNDLE in the environment would otherwise override the session's verify.
     http.trust_env = False
     http.delete(f"{base}/_localdev/faults", timeout=5).raise_for_status()

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,26 @@ def free_port(host: str) -> int:
         s.bind((host, 0))
         port: int = s.getsockname()[1]
         return port
+
+
+@contextmanager
+def flood(host: str, netns: str | None, seconds: float, rate: int) -> Iterator[int]:
+    """A TCP sink on HOST and a client flooding it from NETNS (or loopback): the sink's
+    port. The client ends by itself after SECONDS; a straggler is killed."""
+    port = free_port(host)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "localdev.traffic", "--listen", host, "--port", str(port),
+         "--seconds", str(seconds), "--rate", str(rate),
+         *(["--netns", netns] if netns else [])],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        yield port
+    finally:
+        try:
+            proc.wait(timeout=seconds + 10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 @dataclass
@@ -68,19 +89,8 @@ class Stack(StackClient):
         """A TCP sink and a client flooding it: from vm1's namespace, or on loopback for
         vm2. Yields the sink's port."""
         if vm_name == "vm1":
-            host, netns = self.demo["host_ip"], ["--netns", self.netns]
+            host, netns = self.demo["host_ip"], self.netns
         else:
-            host, netns = "127.0.0.1", []
-        port = free_port(host)
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "localdev.traffic", "--listen", host, "--port", str(port),
-             "--seconds", str(seconds), "--rate", str(rate), *netns],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
+            host, netns = "127.0.0.1", None
+        with flood(host, netns, seconds, rate) as port:
             yield port
-        finally:
-            try:
-                proc.wait(timeout=seconds + 10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()

@@ -10,8 +10,6 @@ another scenario (a 403 on the watcher, 30 % flaky calls) would otherwise hit th
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
@@ -24,7 +22,7 @@ from localdev.demo import demo_alert
 from localdev.stack import scale_set_id
 
 from .reliability import FANOUT_VMS
-from .stack import Stack, free_port
+from .stack import Stack, flood
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -39,20 +37,9 @@ CAPTURED = ("0", "2")  # of instances 0, 1, 2
 @contextmanager
 def instance_traffic(stack: Stack, iid: str, seconds: float = 8):
     """A sink on the host side of instance IID's link and a client inside its namespace."""
-    host = stack.demo["scale_set_hosts"][iid]
-    port = free_port(host)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "localdev.traffic", "--listen", host, "--port", str(port),
-         "--seconds", str(seconds), "--rate", "20", "--netns", f"{stack.netns}-ss{iid}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
+    with flood(stack.demo["scale_set_hosts"][iid], f"{stack.netns}-ss{iid}", seconds,
+               20) as port:
         yield port
-    finally:
-        try:
-            proc.wait(timeout=seconds + 10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def _scale_set_alert() -> dict[str, Any]:
