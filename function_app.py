@@ -11,6 +11,7 @@ from activities.functions import bp as activities
 from orchestrators.functions import bp as orchestrators
 from starters.doctor import bp as doctor
 from starters.http import bp as starters
+from starters.orphans import bp as orphans
 from starters.runs import bp as run_page
 from starters.standby import bp as standby
 
@@ -21,3 +22,4 @@ app.register_functions(activities)
 app.register_functions(doctor)
 app.register_functions(standby)
 app.register_functions(run_page)
+app.register_functions(orphans)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from functools import cache
@@ -89,7 +90,15 @@ ENV: dict[str, str | None] = {
     "ALERTCAP_STANDBY_MAX_RING_BYTES": "2147483648",
     "ALERTCAP_STANDBY_CHECK_SECONDS": "300",
     "ALERTCAP_WEBHOOK_AUTH": "entra",
+    # The orphan sweep (starters/orphans.py): where to look, and how often.
+    "ALERTCAP_ORPHAN_SWEEP_SCOPES": None,
+    "ALERTCAP_ORPHAN_SWEEP_MINUTES": "5",
 }
+# Minutes the orphan sweep's timer may be set to: divisors of 60, so "every N minutes"
+# (NCRONTAB "0 */N * * * *") means even gaps, also across the hour.
+SWEEP_MINUTES = (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30, 60)
+_SCOPE = re.compile(r"/subscriptions/[0-9a-fA-F-]{36}(/resourceGroups/[-\w._()]{1,90})?",
+                    re.IGNORECASE | re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -139,6 +148,10 @@ class Settings:
     fanout_concurrency: int = 20
     max_targets_per_alert: int = 500
     standby: StandbySettings = field(default_factory=StandbySettings)
+    # The orphan sweep: Network Watcher resource-group ids (or subscription ids) whose run
+    # captures it checks, and its timer's period (fixed at import: orphan_sweep_schedule).
+    orphan_sweep_scopes: tuple[str, ...] = ()
+    orphan_sweep_minutes: int = 5
 
     def __repr__(self) -> str:
         # Connection strings hold account keys: never let them reach a log via repr.
@@ -278,6 +291,17 @@ class Settings:
             problems.append("ALERTCAP_WEBHOOK_AUTH must be functionKey or entra")
             webhook_auth = "entra"
 
+        sweep_scopes = tuple(t.strip().rstrip("/") for t in (
+            text("ALERTCAP_ORPHAN_SWEEP_SCOPES") or "").replace(";", ",").split(",") if t.strip())
+        for scope in sweep_scopes:
+            if not _SCOPE.fullmatch(scope):
+                problems.append(f"ALERTCAP_ORPHAN_SWEEP_SCOPES: {scope[:200]!r} is neither a "
+                                "subscription id nor a resource-group id")
+        sweep_minutes = number("ALERTCAP_ORPHAN_SWEEP_MINUTES", 1, 60)
+        if sweep_minutes not in SWEEP_MINUTES:
+            problems.append("ALERTCAP_ORPHAN_SWEEP_MINUTES must divide the hour: one of "
+                            + ", ".join(map(str, SWEEP_MINUTES)))
+
         if problems:
             raise ConfigError("invalid settings: " + "; ".join(problems),
                               detail={"problems": problems})
@@ -312,6 +336,8 @@ class Settings:
             fanout_concurrency=number("ALERTCAP_FANOUT_CONCURRENCY", 1, 1000),
             max_targets_per_alert=number("ALERTCAP_MAX_TARGETS_PER_ALERT", 1, 10000),
             standby=standby,
+            orphan_sweep_scopes=sweep_scopes,
+            orphan_sweep_minutes=sweep_minutes,
         )
 
 
@@ -363,6 +389,17 @@ def webhook_auth_from_env(env: Mapping[str, str] | None = None) -> str | None:
     # names the setting) rather than accept a key anyone with Reader can copy.
     raw = (os.environ if env is None else env).get("ALERTCAP_WEBHOOK_AUTH") or "entra"
     return {"functionkey": "functionKey", "entra": "entra"}.get(raw.strip().lower())
+
+
+def orphan_sweep_schedule(env: Mapping[str, str] | None = None) -> str:
+    """The orphan sweep timer's NCRONTAB schedule from ALERTCAP_ORPHAN_SWEEP_MINUTES alone:
+    a timer's schedule is fixed when the function is declared (at import). An invalid value
+    falls back to every 5 minutes here and is reported by Settings.from_env (every run of
+    the sweep then answers with the setting's name)."""
+    raw = ((os.environ if env is None else env).get("ALERTCAP_ORPHAN_SWEEP_MINUTES")
+           or "5").strip()
+    minutes = int(raw) if raw.isdigit() and int(raw) in SWEEP_MINUTES else 5
+    return "0 0 * * * *" if minutes == 60 else f"0 */{minutes} * * * *"
 
 
 @cache

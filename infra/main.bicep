@@ -660,6 +660,15 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
           value: '500'
         }
         {
+          // the orphan sweep (issue #12 B4) looks for our captures where the role lets us
+          name: 'ALERTCAP_ORPHAN_SWEEP_SCOPES'
+          value: join(watcherGroups, ',')
+        }
+        {
+          name: 'ALERTCAP_ORPHAN_SWEEP_MINUTES'
+          value: '5'
+        }
+        {
           // standby rings (issue #14): VM ids and resource-group ids (tagged VMs in them)
           name: 'ALERTCAP_STANDBY_TARGETS'
           value: join(standbyTargets, ',')

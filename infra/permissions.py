@@ -90,12 +90,13 @@ PERMISSIONS: dict[str, Permission] = {p.operation: p for p in (
     Permission("network_watchers.get", {WATCHERS: (f"{_NW}/read",)},
                why="resolve_watcher: the default-named watcher of the VM's region"),
     Permission("network_watchers.list_all", {WATCHERS: (f"{_NW}/read",)},
-               why="resolve_watcher fallback; ARM filters the subscription-wide list to "
-                   "the watchers the identity may read, i.e. those in WATCHERS groups"),
+               why="resolve_watcher fallback and the orphan sweep; ARM filters the "
+                   "subscription-wide list to the watchers the identity may read, i.e. "
+                   "those in WATCHERS groups"),
     Permission("packet_captures.get", {WATCHERS: (f"{_PC}/read",)},
                why="create_capture adopts an existing capture; final status reads the file"),
     Permission("packet_captures.list", {WATCHERS: (f"{_PC}/read",)},
-               why="clear_stale_capture and check_limit"),
+               why="clear_stale_capture, check_limit and the orphan sweep"),
     Permission("packet_captures.begin_create", {
         WATCHERS: (f"{_PC}/write",),
         # Network Watcher's "Additional actions": read the target VM and "log in to the
@@ -106,14 +107,14 @@ PERMISSIONS: dict[str, Permission] = {p.operation: p for p in (
                           f"{_SA}/listServiceSas/action", f"{_SA}/listAccountSas/action"),
     }, why="create_capture"),
     Permission("packet_captures.begin_delete", {WATCHERS: (f"{_PC}/delete",)},
-               why="clear_stale_capture; cleaning up a failed create"),
+               why="clear_stale_capture; cleaning up a failed create; the orphan sweep"),
     Permission("packet_captures.begin_stop", {WATCHERS: (f"{_PC}/stop/action",)},
-               why="stop_capture at the deadline"),
+               why="stop_capture at the deadline; the orphan sweep stops a gone run's capture"),
     Permission("packet_captures.begin_get_status", {
         # The SDK POSTs .../queryStatus (the action); the docs' packet capture table also
         # lists queryStatus/read ("View the status"): read-only, so granted as documented.
         WATCHERS: (f"{_PC}/queryStatus/action", f"{_PC}/queryStatus/read"),
-    }, why="get_capture_status (queryStatus) on every poll"),
+    }, why="get_capture_status (queryStatus) on every poll; the orphan sweep"),
     # --- VMs through the generic resources API (azure-mgmt-resource) -------------------
     Permission("resources.get_by_id", {VMS: (f"{_VM}/read", f"{_VM}/extensions/read")},
                why="read the VM: region, OS type, installed extensions"),

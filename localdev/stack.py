@@ -251,6 +251,9 @@ def up(port: int = 7071, fast: bool = True, arm_latency_ms: float = 0) -> dict[s
         "ALERTCAP_WEBHOOK_URL": rx["webhook_url"],
         "ALERTCAP_WEBHOOK_SECRET": webhook_secret,
         "ALERTCAP_CHANNEL_TIMEOUT_SECONDS": "5",
+        # The orphan sweep looks at the local watchers' group, as Azure's at the deployment's.
+        "ALERTCAP_ORPHAN_SWEEP_SCOPES": f"/subscriptions/{SUBSCRIPTION}/resourceGroups/"
+                                        "NetworkWatcherRG",
     }
     if "standby" in demo:  # a small ring on standby1, looked after every 10 s
         values.update({

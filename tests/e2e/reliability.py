@@ -26,9 +26,9 @@ STORM_VMS = 8          # storm000..storm007
 STORM_POSTS_PER_VM = 12
 CRASH_VMS = ("storm008", "storm009", "storm010")
 FANOUT_VMS = ("storm016", "storm017")  # one multi-VM alert (tests/e2e/test_scale_sets.py)
-EXTRA_VMS = 18         # conftest starts the stack with this many stormNNN VMs;
+EXTRA_VMS = 20         # conftest starts the stack with this many stormNNN VMs;
 # storm011..storm013 belong to test_channels.py and test_run_page.py, storm014..015 to
-# test_versioning.py.
+# test_versioning.py, storm018..019 to test_orphans.py.
 
 _VM_ID = re.compile(r"/subscriptions/[^\"]+?/virtualmachines/[A-Za-z0-9_.-]+", re.IGNORECASE)
 SHAPES = ["common-metric-fired.json", "metric-noncommon-activated.json",
