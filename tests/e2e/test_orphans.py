@@ -11,7 +11,6 @@ VMs storm018 and storm019 are this module's (reliability.EXTRA_VMS).
 
 from __future__ import annotations
 
-import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
@@ -77,9 +76,7 @@ def test_a_terminated_and_a_purged_runs_captures_are_stopped_by_the_sweep(
     # Terminating (or purging) a run does not stop its capture: it is still there.
     assert terminated in names(stack, VM_A) and purged in names(stack, VM_B)
 
-    started = time.monotonic()
     report = sweep(stack)
-    took = time.monotonic() - started
     stopped = {s["name"]: s for s in report["stopped"]}
     assert terminated in stopped and purged in stopped, report
     assert stopped[terminated]["run"] == "Terminated"
@@ -88,7 +85,6 @@ def test_a_terminated_and_a_purged_runs_captures_are_stopped_by_the_sweep(
     assert stopped[terminated]["target"].lower() == stack.vm(VM_A).lower()
     # ARM: both sessions are gone (stopped, then deleted; their blobs stay).
     assert terminated not in names(stack, VM_A) and purged not in names(stack, VM_B)
-    assert took < 30, took
 
     # Idempotent: the next sweep finds nothing of these to stop.
     again = sweep(stack)
