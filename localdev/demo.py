@@ -136,6 +136,7 @@ class _Standby:
         self.status_url: str | None = None
         self.burst: tuple[datetime, datetime] | None = None
         self.fired: datetime | None = None
+        self.swept_at = datetime.now(UTC)
         self.state: dict[str, Any] = {}
 
     def _api(self, method: str, route: str) -> Any:
@@ -144,14 +145,32 @@ class _Standby:
             raise SystemExit(f"{method} /api/{route} answered {r.status}: {r.body}")
         return r.body
 
+    def _forget_earlier_rings(self) -> None:
+        """Azurite keeps its blobs between demos: an earlier demo's ring files (same VM,
+        same ring name) would sit in this alert's lookback and be harvested as evidence.
+        A fresh VM has no ring history; removing them is the demo's, not the app's, job."""
+        from azure.core.exceptions import ResourceNotFoundError
+        from azure.storage.blob import ContainerClient
+
+        container = ContainerClient.from_connection_string(
+            self.client.endpoints["blob_connection_string"], "network-watcher-logs")
+        folder = self.vm.lower().lstrip("/") + "/"
+        try:
+            for blob in container.list_blobs(name_starts_with=folder):
+                container.delete_blob(blob.name)
+        except ResourceNotFoundError:  # the first demo on this machine
+            pass
+
     def sweep(self) -> None:
         """What the 5-minute timer does (the local host fires no timers)."""
+        self._forget_earlier_rings()
+        self.swept_at = datetime.now(UTC)
         body = self._api("POST", "standby/sweep")
         found = [v.rsplit("/", 1)[-1] for v in body["vms"]]
         if body["problems"] or self.vm.lower() not in {v.lower() for v in body["vms"]}:
             raise SystemExit(f"the standby sweep did not find {STANDBY_VM}: {body}")
         say(f"standby sweep of {DEMO_RG}: found {', '.join(found)} by the tag "
-            f"{STANDBY_TAG}=true; {len(body['started'])} keeper(s) started")
+            f"{STANDBY_TAG}=true; keeper {'started' if body['started'] else 'already running'}")
 
     def _ring_running(self, timeout: float = 45) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
@@ -159,7 +178,11 @@ class _Standby:
             self.state = self._api("GET", "standby")
             entry = next(e for e in self.state["standby"] if e["vmId"].lower() == self.vm.lower())
             ring = entry.get("state") or {}
-            if ring.get("ringStatus") == "Running":
+            # Looked at since the sweep: a keeper kept from an earlier demo (the host's
+            # store outlives the stack) may still show that stack's ring as Running.
+            fresh = _at(ring.get("checkedAt") or "1970-01-01T00:00:00Z") >= \
+                self.swept_at - timedelta(seconds=1)
+            if ring.get("ringStatus") == "Running" and fresh:
                 return dict(entry)
             time.sleep(0.5)
         raise SystemExit(f"{STANDBY_VM}'s ring is not Running after {timeout:.0f}s: {self.state}")
