@@ -52,6 +52,7 @@ DEMO_NETNS = os.environ.get("LOCALDEV_NETNS") or "alertcap-vm1"
 SCALE_SET = "vmss1"
 STANDBY_VM = "standby1"
 STANDBY_NETNS = f"{DEMO_NETNS}-sb"
+STANDBY_TAG = "alertcap-standby"  # the app's default ALERTCAP_STANDBY_TAG
 # What the deployed custom role grants (README "Deploy to Azure"), plus the data action of
 # Storage Blob Data Reader: the permissions the local identity starts with.
 SEEDED_ACTIONS = [
@@ -136,8 +137,11 @@ def _demo_vms() -> tuple[list[dict[str, Any]], dict[str, Any], list[dict[str, An
     # loopback would record its own uploads to Azurite and rotate without end.
     try:
         sb = _fresh_netns(STANDBY_NETNS)
+        # Opted in by its tag, as an operator would in Azure: the sweep finds it by
+        # listing demo-rg (ALERTCAP_STANDBY_TARGETS below); vm1 and vm2 carry no tag.
         vms.append({"id": vm_id(STANDBY_VM), "location": REGION, "osType": "Linux",
-                    "netns": sb.netns, "interface": sb.vm_if, "ipAddress": sb.vm_ip})
+                    "netns": sb.netns, "interface": sb.vm_if, "ipAddress": sb.vm_ip,
+                    "tags": {STANDBY_TAG: "true"}})
         demo["standby"] = {"netns": sb.netns, "host_ip": sb.host_ip, "vm_ip": sb.vm_ip}
     except Exception as exc:
         say(f"no network namespace for {STANDBY_VM} ({exc}); no standby VM")
@@ -255,9 +259,9 @@ def up(port: int = 7071, fast: bool = True, arm_latency_ms: float = 0) -> dict[s
         "ALERTCAP_ORPHAN_SWEEP_SCOPES": f"/subscriptions/{SUBSCRIPTION}/resourceGroups/"
                                         "NetworkWatcherRG",
     }
-    if "standby" in demo:  # a small ring on standby1, looked after every 10 s
+    if "standby" in demo:  # a small ring on standby1 (found by its tag), looked after every 10 s
         values.update({
-            "ALERTCAP_STANDBY_TARGETS": vm_id(STANDBY_VM),
+            "ALERTCAP_STANDBY_TARGETS": f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{DEMO_RG}",
             "ALERTCAP_STANDBY_FILE_COUNT": "200", "ALERTCAP_STANDBY_FILE_SIZE_BYTES": "65536",
             "ALERTCAP_STANDBY_SESSION_SECONDS": "3600", "ALERTCAP_STANDBY_CHECK_SECONDS": "10",
             "ALERTCAP_STANDBY_LOOKBACK_SECONDS": "120"})

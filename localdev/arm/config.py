@@ -34,9 +34,10 @@ Config file (JSON), written by the localdev CLI::
     }
 
 ``interface`` defaults to ``lo``; ``netns`` makes captures run inside that network
-namespace; ``agentInstalled`` (default true) says whether the VM starts with the
-AzureNetworkWatcherExtension; a scale set's instances are Vm objects too (one network
-namespace or interface each). Boundary: parsing and lookups only, no I/O but the file.
+namespace; ``tags`` are a VM's resource tags (default none); ``agentInstalled`` (default
+true) says whether the VM starts with the AzureNetworkWatcherExtension; a scale set's
+instances are Vm objects too (one network namespace or interface each). Boundary: parsing
+and lookups only, no I/O but the file.
 """
 
 from __future__ import annotations
@@ -88,6 +89,8 @@ class Vm:
     configured_agent: bool = True
     instance_id: str | None = None  # set on scale-set instances
     extra: dict = field(default_factory=dict)
+    # Resource tags (e.g. alertcap-standby=true), shown on GET and in the group's listing.
+    tags: dict[str, str] = field(default_factory=dict)
 
     def reset_agent(self) -> None:
         self.agent_installed = self.configured_agent
@@ -226,6 +229,7 @@ def load(path: str | os.PathLike[str]) -> Config:
                 agent_installed=installed,
                 agent_type=AGENT_TYPES.get(os_type.lower(), AGENT_TYPES["linux"]),
                 configured_agent=installed,
+                tags={str(k): str(v) for k, v in (v.get("tags") or {}).items()},
             )
         )
     return Config(

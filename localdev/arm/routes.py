@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from .errors import ArmError, bad_request
-from .views import authz, compute, doors, network, operations, storage
+from .views import authz, compute, doors, network, operations, resources, storage
 
 if TYPE_CHECKING:
     from .server import ArmServer
@@ -44,6 +44,7 @@ TABLE: list[tuple[str, str, View]] = [
     ("DELETE", PC, network.delete_capture),
     ("POST", PC + "/stop", network.stop_capture),
     ("POST", PC + "/queryStatus", network.query_status),
+    ("GET", RG + "/resources", resources.list_by_resource_group),
     ("GET", RG + "/providers/Microsoft.Compute/virtualMachines", compute.list_vms),
     ("GET", VM, compute.get_vm),
     ("GET", VM + "/instanceView", compute.get_vm_instance_view),

@@ -114,6 +114,8 @@ def vm_json(srv: ArmServer, vm: Vm, instance_view: bool = False,
         props["instanceView"] = vm_instance_view(vm)
     body: dict[str, Any] = {"id": vm.id, "name": vm.name, "type": VM_TYPE,
                             "location": vm.location, "properties": props}
+    if vm.tags:  # Compute leaves "tags" out of a VM that has none
+        body["tags"] = dict(vm.tags)
     if parent is not None:
         body.update({"type": f"{VMSS_TYPE}/virtualMachines", "instanceId": vm.instance_id,
                      "sku": {"name": "Standard_B2s", "tier": "Standard"}})
