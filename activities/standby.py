@@ -320,6 +320,11 @@ def harvest_standby_ring(clients: Clients, inp: HarvestInput) -> Harvest:
                     and prior[-1].closed_at >= start:
                 missing.append(_span(prior[-1].closed_at, session_start,
                                      "the ring was restarted or renewed"))
+        if status == "Running" and chosen and (now - chosen[-1].closed_at).total_seconds() > 1:
+            # The ring writes a file out only when it closes: what came after the last
+            # closed file is in the open one, which no harvest can copy yet.
+            missing.append(_span(chosen[-1].closed_at, now,
+                                 "in the ring's open file, not written out yet"))
         files = []
         for f in chosen:
             name = f.blob.rsplit("/", 1)[1]

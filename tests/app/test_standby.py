@@ -225,7 +225,10 @@ def test_harvest_copies_the_files_closed_since_the_lookback_start(
     at = {s: alert + timedelta(seconds=s) for s in (-300, -200, -100, -40, 5)}
     h, container = _harvest(monkeypatch, {at[s]: at[s] - timedelta(seconds=50) for s in at},
                             alert, lookback=120)
-    assert h.standby and h.ring_status == "Running" and not h.missing and not h.warnings
+    assert h.standby and h.ring_status == "Running" and not h.warnings
+    # The 15 s since the last file closed are in the ring's open file: named, not hidden.
+    assert len(h.missing) == 1 and h.missing[0].startswith(f"{at[5]:%H:%M:%S}-")
+    assert h.missing[0].endswith("in the ring's open file, not written out yet")
     assert [f.closed_at[:19] for f in h.files] == [at[s].isoformat()[:19] for s in (-100, -40, 5)]
     assert h.window_start and h.window_start[:19] == (alert - timedelta(seconds=120)).isoformat()[:19]
     for f in h.files:  # copied out of rotation's reach, with a link, first packet read
@@ -241,8 +244,9 @@ def test_a_ring_shorter_than_the_lookback_says_which_minutes_are_missing(
     first = alert - timedelta(seconds=30)  # the ring began 30 s before the alert
     h, _ = _harvest(monkeypatch, {alert - timedelta(seconds=5): first}, alert, lookback=120)
     start = alert - timedelta(seconds=120)
-    assert h.missing == (f"{start:%H:%M:%S}-{first:%H:%M:%S} UTC (1 min 30 s): "
+    assert h.missing[:-1] == (f"{start:%H:%M:%S}-{first:%H:%M:%S} UTC (1 min 30 s): "
                          "the ring is shorter than the lookback",)
+    assert h.missing[-1].endswith("in the ring's open file, not written out yet")
 
 
 def test_no_file_in_the_window_and_a_stopped_ring_are_reported(
@@ -261,8 +265,9 @@ def test_a_restart_inside_the_window_is_a_missing_span(monkeypatch: pytest.Monke
     h, _ = _harvest(monkeypatch, {alert - timedelta(seconds=200): alert - timedelta(seconds=250),
                                   before: before, alert: restart},
                     alert, lookback=120, session_start=restart)
-    assert h.missing == (f"{before:%H:%M:%S}-{restart:%H:%M:%S} UTC (0 min 40 s): "
+    assert h.missing[:-1] == (f"{before:%H:%M:%S}-{restart:%H:%M:%S} UTC (0 min 40 s): "
                          "the ring was restarted or renewed",)
+    assert h.missing[-1].endswith("in the ring's open file, not written out yet")
 
 
 def test_no_ring_of_ours_is_not_standby(monkeypatch: pytest.MonkeyPatch) -> None:
