@@ -355,6 +355,18 @@ def _addresses(message: dict[str, Any]) -> list[str]:
     return [t.get("address", str(t)) if isinstance(t, dict) else str(t) for t in to]
 
 
+def _teams_png(folder: Any, instance_id: str) -> str | None:
+    """This run's Teams card picture (the standby VM's run posts a card too)."""
+    import json
+
+    found = None
+    for f in sorted(folder.glob("*-teams.json")):  # named by sequence: the newest last
+        rec = json.loads(f.read_text())
+        if instance_id and instance_id in json.dumps(rec.get("body")) and rec.get("png"):
+            found = str(rec["png"][0])
+    return found
+
+
 def _print_channels(client: StackClient, output: dict[str, Any]) -> None:
     """Where each channel's delivery can be seen (the local receivers keep every one)."""
     from pathlib import Path
@@ -365,9 +377,9 @@ def _print_channels(client: StackClient, output: dict[str, Any]) -> None:
     for c in output.get("channels") or []:
         say(f"{c.get('channel')}: {c.get('status')} after {c.get('attempts')} attempt(s)")
     folder = Path(str(client.endpoints["deliveries_dir"]))
-    pngs = sorted(folder.glob("teams-*.png"), key=lambda p: p.stat().st_mtime)
-    if pngs:
-        say(f"Teams card as Teams renders it: {pngs[-1]}")
+    png = _teams_png(folder, str(output.get("instance_id") or ""))
+    if png:
+        say(f"Teams card as Teams renders it: {png}")
     say(f"every delivery's body (Teams, Slack, PagerDuty, webhook): {folder}/*.json; "
         f"listing {rx}/_localdev/deliveries, PagerDuty alerts {rx}/_localdev/pagerduty "
         "(HTTPS with the stack's certificate, ca_bundle in endpoints.json)")
