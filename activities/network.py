@@ -8,9 +8,8 @@ so the activity runner can tell transient faults (retried) from permanent ones (
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, TypeVar
+from typing import Any
 
 from activities.spec import activity
 from alertcap.domain.run import CaptureOptions, CaptureRef, CaptureStatus, Watcher
@@ -24,23 +23,13 @@ from alertcap.errors import (
     WatcherNotFound,
 )
 from alertcap.sdk.clients import COMPUTE_API_VERSION, Clients
-from alertcap.sdk.errors import from_azure
+from alertcap.sdk.errors import call_azure, from_azure
 
 AGENT_PUBLISHER = "Microsoft.Azure.NetworkWatcher"
 AGENT_TYPES = {"linux": "NetworkWatcherAgentLinux", "windows": "NetworkWatcherAgentWindows"}
 AGENT_EXTENSION_NAME = "AzureNetworkWatcherExtension"
 AGENT_VERSION = "1.4"
 DEFAULT_WATCHER_GROUP = "NetworkWatcherRG"
-
-T = TypeVar("T")
-
-
-def _azure(what: str, call: Callable[[], T]) -> T:
-    try:
-        return call()
-    except Exception as exc:
-        raise from_azure(exc, what) from exc
-
 
 def _value(x: Any) -> Any:
     return getattr(x, "value", x)
@@ -57,7 +46,7 @@ def _watcher_from(model: Any) -> Watcher:
 
 
 def read_vm(clients: Clients, vm: VmRef) -> Any:
-    return _azure(f"read VM {vm.name}", lambda: clients.resources(vm.subscription_id)
+    return call_azure(f"read VM {vm.name}", lambda: clients.resources(vm.subscription_id)
                   .resources.get_by_id(vm.id, api_version=COMPUTE_API_VERSION))
 
 
@@ -92,7 +81,8 @@ def resolve_watcher(clients: Clients, inp: ResolveWatcherInput) -> ResolvedWatch
         error = from_azure(exc, f"read Network Watcher {name}")
         if not isinstance(error, ResourceNotFound):
             raise error from exc
-    watchers = _azure("list Network Watchers", lambda: list(network.network_watchers.list_all()))
+    watchers = call_azure("list Network Watchers",
+                          lambda: list(network.network_watchers.list_all()))
     for w in watchers:
         if _region(w.location) == region:
             return ResolvedWatcher(_watcher_from(w), region, "list_all")
@@ -151,7 +141,7 @@ def _scale_set_instances(clients: Clients, vm: VmRef) -> list[dict[str, Any]]:
                 raise HttpResponseError(response=response)
             return response.json()
 
-        body = _azure(f"list the instances of scale set {vm.name}", send)
+        body = call_azure(f"list the instances of scale set {vm.name}", send)
         items.extend(v for v in body.get("value") or [] if isinstance(v, dict))
         url = body.get("nextLink")
     return items
@@ -187,7 +177,7 @@ def _ensure_scale_set_agent(clients: Clients, inp: EnsureAgentInput) -> AgentSta
     body = {"properties": {"publisher": AGENT_PUBLISHER, "type": wanted,
                            "typeHandlerVersion": AGENT_VERSION, "autoUpgradeMinorVersion": True}}
     resources = clients.resources(vm.subscription_id).resources
-    _azure(f"add the Network Watcher agent to scale set {vm.name}", lambda: resources
+    call_azure(f"add the Network Watcher agent to scale set {vm.name}", lambda: resources
            .begin_create_or_update_by_id(f"{vm.id}/extensions/{AGENT_EXTENSION_NAME}",
                                          body, api_version=COMPUTE_API_VERSION).result())
     # A Manual upgrade policy leaves every instance on the old model until upgraded.
@@ -232,7 +222,7 @@ def agent_on(clients: Clients, vm: VmRef, model: Any, install: bool) -> AgentSta
         "publisher": AGENT_PUBLISHER, "type": wanted, "typeHandlerVersion": AGENT_VERSION,
         "autoUpgradeMinorVersion": True}}
     resources = clients.resources(vm.subscription_id).resources
-    _azure(f"install the Network Watcher agent on {vm.name}", lambda: resources
+    call_azure(f"install the Network Watcher agent on {vm.name}", lambda: resources
            .begin_create_or_update_by_id(f"{vm.id}/extensions/{AGENT_EXTENSION_NAME}",
                                          body, api_version=COMPUTE_API_VERSION).result())
     return AgentStatus(AGENT_EXTENSION_NAME, wanted, AGENT_VERSION, installed_now=True,
@@ -263,7 +253,7 @@ def clear_stale_capture(clients: Clients, inp: ClearStaleInput) -> ClearStaleRes
     """Delete our earlier captures of this VM (by our name prefix); never anyone else's."""
     w = inp.watcher
     ops = _captures(clients, w)
-    names = [c.name for c in _azure("list packet captures",
+    names = [c.name for c in call_azure("list packet captures",
                                     lambda: list(ops.list(w.resource_group, w.name)))]
     deleted = []
     for name in names:
@@ -274,7 +264,7 @@ def clear_stale_capture(clients: Clients, inp: ClearStaleInput) -> ClearStaleRes
 
 
 def _delete(ops: Any, w: Watcher, name: str) -> None:
-    _azure(f"delete stale capture {name}",
+    call_azure(f"delete stale capture {name}",
            lambda: ops.begin_delete(w.resource_group, w.name, name).result())
 
 
@@ -295,7 +285,7 @@ class LimitStatus(Model):
 def check_limit(clients: Clients, inp: CheckLimitInput) -> LimitStatus:
     w = inp.watcher
     ops = _captures(clients, w)
-    sessions = _azure("list packet captures", lambda: list(ops.list(w.resource_group, w.name)))
+    sessions = call_azure("list packet captures", lambda: list(ops.list(w.resource_group, w.name)))
     count = sum(1 for c in sessions if c.name != inp.ignore_name)
     if count >= inp.limit:
         raise CaptureLimitReached(
@@ -410,11 +400,12 @@ def get_capture_status(clients: Clients, inp: CaptureStatusInput) -> CaptureStat
     """queryStatus; once the capture has ended, also where its file is."""
     w = inp.watcher
     ops = _captures(clients, w)
-    status = _status(_azure(f"query status of capture {inp.name}", lambda: ops.begin_get_status(
+    status = _status(call_azure(f"query status of capture {inp.name}", lambda: ops.begin_get_status(
         w.resource_group, w.name, inp.name).result()))
     if status.status not in ("Stopped", "Error"):
         return status
-    final = _azure(f"read capture {inp.name}", lambda: ops.get(w.resource_group, w.name, inp.name))
+    final = call_azure(f"read capture {inp.name}",
+                       lambda: ops.get(w.resource_group, w.name, inp.name))
     return replace(status, storage_path=_ref(w, final, adopted=True).storage_path)
 
 
@@ -430,7 +421,7 @@ def delete_capture(clients: Clients, inp: CaptureStatusInput) -> Deleted:
     w = inp.watcher
     ops = _captures(clients, w)
     try:
-        _azure(f"delete capture {inp.name}",
+        call_azure(f"delete capture {inp.name}",
                lambda: ops.begin_delete(w.resource_group, w.name, inp.name).result())
     except ResourceNotFound:
         return Deleted(inp.name, existed=False)
@@ -442,6 +433,6 @@ def stop_capture(clients: Clients, inp: CaptureStatusInput) -> CaptureStatus:
     """Stop (stopping a stopped capture is fine) and report the final status."""
     w = inp.watcher
     ops = _captures(clients, w)
-    _azure(f"stop capture {inp.name}",
+    call_azure(f"stop capture {inp.name}",
            lambda: ops.begin_stop(w.resource_group, w.name, inp.name).result())
     return get_capture_status(clients, inp)

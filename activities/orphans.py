@@ -19,17 +19,17 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any
 
 from alertcap.domain.targets import Scope, capture_prefix_for_target, instance_id_for_target
 from alertcap.domain.vm import VmRef
 from alertcap.errors import AlertcapError, InvalidResourceId, ResourceNotFound
 from alertcap.sdk.clients import Clients
-from alertcap.sdk.errors import from_azure
+from alertcap.sdk.errors import call_azure
 
 log = logging.getLogger("alertcap.orphans")
 
@@ -38,16 +38,6 @@ PARALLEL = 4  # ARM calls at once: queryStatus/stop/delete are each a long-runni
 # Still running (or not known to have ended): Network Watcher's PacketCaptureStatus values
 # other than Stopped and Error.
 ENDED = ("Stopped", "Error")
-
-T = TypeVar("T")
-
-
-def _azure(what: str, call: Callable[[], T]) -> T:
-    try:
-        return call()
-    except Exception as exc:
-        raise from_azure(exc, what) from exc
-
 
 @dataclass(frozen=True)
 class OurCapture:
@@ -129,7 +119,7 @@ def list_ours(clients: Clients, scopes: Iterable[str], prefix: str, deadline: fl
         try:
             # list_all rather than per-group lists: the call the app already makes (and
             # holds a permission for); ARM returns only the watchers we may read.
-            watchers = _azure("list Network Watchers", partial(_watchers, network))
+            watchers = call_azure("list Network Watchers", partial(_watchers, network))
         except AlertcapError as exc:
             problems.append(f"subscription {sub}: {exc.message}")
             continue
@@ -140,7 +130,7 @@ def list_ours(clients: Clients, scopes: Iterable[str], prefix: str, deadline: fl
             if time.monotonic() > deadline:
                 return found, [*problems, "time budget spent: the next sweep goes on"], True
             try:
-                captures = _azure(f"list packet captures of {w.name}",
+                captures = call_azure(f"list packet captures of {w.name}",
                                   partial(_captures, network, group, str(w.name)))
             except AlertcapError as exc:
                 problems.append(f"watcher {w.name}: {exc.message}")
@@ -173,7 +163,7 @@ def _settle_one(clients: Clients, c: OurCapture, deadline: float) -> Settled:
     ops = clients.network(c.subscription_id).packet_captures
     args = (c.watcher_group, c.watcher, c.name)
     try:
-        status = _azure(f"query status of capture {c.name}",
+        status = call_azure(f"query status of capture {c.name}",
                         lambda: ops.begin_get_status(*args).result())
         state = str(getattr(status.packet_capture_status, "value",
                             status.packet_capture_status) or "Unknown")
@@ -181,11 +171,11 @@ def _settle_one(clients: Clients, c: OurCapture, deadline: float) -> Settled:
             return Settled(c, state, False)  # ended on its own: nothing runs unseen
         # Already gone (the VM's next run cleared it meanwhile) is the goal: 404s pass.
         with contextlib.suppress(ResourceNotFound):
-            _azure(f"stop capture {c.name}", lambda: ops.begin_stop(*args).result())
+            call_azure(f"stop capture {c.name}", lambda: ops.begin_stop(*args).result())
         with contextlib.suppress(ResourceNotFound):
             # Deleting the session keeps its blob (Network Watcher's rule): the evidence
             # the capture wrote before we stopped it stays in storage.
-            _azure(f"delete capture {c.name}", lambda: ops.begin_delete(*args).result())
+            call_azure(f"delete capture {c.name}", lambda: ops.begin_delete(*args).result())
         log.warning("orphan sweep: stopped and deleted %s on %s (target %s, run %s gone)",
                     c.name, c.watcher, c.target.rsplit("/", 1)[-1], c.instance_id)
         return Settled(c, state, True)

@@ -32,7 +32,6 @@ from typing import Any
 from activities.network import (
     AgentStatus,
     ResolveWatcherInput,
-    _azure,
     _region,
     agent_on,
     read_vm,
@@ -45,6 +44,7 @@ from alertcap.domain.vm import VmRef
 from alertcap.domain.wire import Model, json_key
 from alertcap.errors import CaptureLimitReached, ResourceNotFound
 from alertcap.sdk.clients import Clients
+from alertcap.sdk.errors import call_azure
 
 CACHE_TTL_SECONDS = 3600.0  # long enough to serve an alert storm; short enough to notice a
                             # watcher re-created under another name without a 404 first
@@ -120,7 +120,7 @@ class Preflight(Model):
 
 def _list(clients: Clients, w: Watcher) -> list[str]:
     ops = clients.network(w.subscription_id).packet_captures
-    return [str(c.name) for c in _azure("list packet captures",
+    return [str(c.name) for c in call_azure("list packet captures",
                                         lambda: list(ops.list(w.resource_group, w.name)))]
 
 
@@ -135,7 +135,7 @@ def _delete_accepted(clients: Clients, w: Watcher, name: str) -> None:
     for the operation to finish would put its polls before our PUT. Should the delete fail
     after all, the run's monitor loop sweeps stale captures of this VM (version >= 2)."""
     ops = clients.network(w.subscription_id).packet_captures
-    _azure(f"delete stale capture {name}",
+    call_azure(f"delete stale capture {name}",
            lambda: ops.begin_delete(w.resource_group, w.name, name, polling=False))
 
 

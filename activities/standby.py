@@ -18,7 +18,6 @@ from typing import Any
 
 from activities.network import (
     ResolveWatcherInput,
-    _azure,
     _status,
     resolve_watcher,
 )
@@ -36,7 +35,7 @@ from alertcap.domain.vm import VmRef
 from alertcap.domain.wire import Model, json_key
 from alertcap.errors import AlertcapError, ResourceNotFound, Unprocessable
 from alertcap.sdk.clients import COMPUTE_API_VERSION, Clients
-from alertcap.sdk.errors import from_azure
+from alertcap.sdk.errors import call_azure, from_azure
 
 # Network Watcher names each ring blob by when the file closed (NETWORK-WATCHER.md).
 RING_BLOB = re.compile(r"/(\d{4})/(\d{2})/(\d{2})/packetcapture_(\d{2})_(\d{2})_(\d{2})_(\d{3})"
@@ -81,7 +80,7 @@ def find_standby_vms(clients: Clients, standby: StandbySettings) -> tuple[list[V
             listing = clients.resources(sub).resources
             vm_type = "resourceType eq 'Microsoft.Compute/virtualMachines'"
             try:
-                listed: list[Any] = _azure(f"list VMs in {group}", lambda: list(
+                listed: list[Any] = call_azure(f"list VMs in {group}", lambda: list(
                     listing.list_by_resource_group(group, filter=vm_type)))  # noqa: B023
             except AlertcapError as exc:
                 problems.append(f"{target}: {exc.message}")
@@ -106,7 +105,7 @@ def still_standby(clients: Clients, vm: VmRef) -> bool:
     if group not in ids:
         return False
     try:
-        model = _azure(f"read VM {vm.name}", lambda: clients.resources(vm.subscription_id)
+        model = call_azure(f"read VM {vm.name}", lambda: clients.resources(vm.subscription_id)
                        .resources.get_by_id(vm.id, api_version=COMPUTE_API_VERSION))
     except ResourceNotFound:
         return False
@@ -150,14 +149,14 @@ def _create_ring(clients: Clients, w: Watcher, inp: KeepRingInput) -> None:
         storage_location=models.PacketCaptureStorageLocation(
             storage_id=inp.storage_account_id)))
     ops = _captures(clients, w)
-    _azure(f"create standby ring {inp.name}",
+    call_azure(f"create standby ring {inp.name}",
            lambda: ops.begin_create(w.resource_group, w.name, inp.name, params).result())
 
 
 def _delete_ring(clients: Clients, w: Watcher, name: str) -> None:
     ops = _captures(clients, w)
     with contextlib.suppress(ResourceNotFound):
-        _azure(f"delete standby ring {name}",
+        call_azure(f"delete standby ring {name}",
                lambda: ops.begin_delete(w.resource_group, w.name, name).result())
 
 
@@ -165,10 +164,11 @@ def _ring_state(clients: Clients, w: Watcher, name: str, ring: RingSettings
                 ) -> tuple[str, datetime | None, str | None]:
     ops = _captures(clients, w)
     try:
-        got = _azure(f"read standby ring {name}", lambda: ops.get(w.resource_group, w.name, name))
+        got = call_azure(f"read standby ring {name}",
+                         lambda: ops.get(w.resource_group, w.name, name))
     except ResourceNotFound:
         return "absent", None, None
-    st = _status(_azure(f"query standby ring {name}", lambda: ops.begin_get_status(
+    st = _status(call_azure(f"query standby ring {name}", lambda: ops.begin_get_status(
         w.resource_group, w.name, name).result()))
     location = got.properties.storage_location if got.properties else None
     started = _parse(st.started_at) if st.started_at else None

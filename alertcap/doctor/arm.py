@@ -18,27 +18,16 @@ GETs do not justify two packages in the deployed app).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from alertcap.errors import ResourceNotFound
 from alertcap.sdk.clients import COMPUTE_API_VERSION, Clients
-from alertcap.sdk.errors import from_azure
+from alertcap.sdk.errors import call_azure, from_azure
 
 AUTHORIZATION_API_VERSION = "2022-04-01"
 STORAGE_API_VERSION = "2023-05-01"
 DEFAULT_WATCHER_GROUP = "NetworkWatcherRG"
 MAX_PAGES = 50  # a bound on nextLink chains: 50 pages of VMs or grants is plenty
-
-T = TypeVar("T")
-
-
-def _azure(what: str, call: Callable[[], T]) -> T:
-    try:
-        return call()
-    except Exception as exc:
-        raise from_azure(exc, what) from exc
-
 
 def region_of(location: str) -> str:
     return location.replace(" ", "").lower()
@@ -77,7 +66,7 @@ class Arm:
                     raise HttpResponseError(response=response)
                 return response.json()
 
-            body = _azure(what, send)
+            body = call_azure(what, send)
             items.extend(v for v in body.get("value") or [] if isinstance(v, dict))
             next_url = body.get("nextLink")
         return items
@@ -85,7 +74,7 @@ class Arm:
     def vm(self, vm_id: str) -> dict[str, Any]:
         name = vm_id.rstrip("/").rsplit("/", 1)[-1]
         clients = self.clients
-        model = _azure(f"read VM {name}", lambda: clients.resources(
+        model = call_azure(f"read VM {name}", lambda: clients.resources(
             self._subscription(vm_id)).resources.get_by_id(vm_id, api_version=COMPUTE_API_VERSION))
         return _plain(model)
 
@@ -107,7 +96,7 @@ class Arm:
             error = from_azure(exc, f"read Network Watcher {name}")
             if not isinstance(error, ResourceNotFound):
                 raise error from exc
-        watchers = _azure("list Network Watchers",
+        watchers = call_azure("list Network Watchers",
                           lambda: list(network.network_watchers.list_all()))
         for w in watchers:
             if region_of(str(w.location)) == region:
@@ -118,12 +107,12 @@ class Arm:
         parts = watcher_id.strip("/").split("/")
         clients = self.clients
         ops = clients.network(parts[1]).packet_captures
-        return len(_azure("list packet captures", lambda: list(ops.list(parts[3], parts[7]))))
+        return len(call_azure("list packet captures", lambda: list(ops.list(parts[3], parts[7]))))
 
     def storage_account(self, account_id: str) -> dict[str, Any]:
         name = account_id.rstrip("/").rsplit("/", 1)[-1]
         clients = self.clients
-        model = _azure(f"read storage account {name}", lambda: clients.resources(
+        model = call_azure(f"read storage account {name}", lambda: clients.resources(
             self._subscription(account_id)).resources.get_by_id(
                 account_id, api_version=STORAGE_API_VERSION))
         return _plain(model)

@@ -11,7 +11,8 @@ VM without the agent is not published, and a stand-in's wording is no evidence).
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from alertcap.errors import (
     AccessDenied,
@@ -71,3 +72,14 @@ def from_azure(exc: BaseException, what: str) -> AzureError:
             TransientAzureError if status >= 500 else AzureBadRequest)
         return cls(f"{what}: {status} {code}: {message}".strip() + _HINTS.get(cls, ""))
     return TransientAzureError(f"{what}: {type(exc).__name__}: {exc}")
+
+
+T = TypeVar("T")
+
+
+def call_azure(what: str, call: Callable[[], T]) -> T:
+    """Run one SDK call; its exception comes out mapped to the tree (`what` names it)."""
+    try:
+        return call()
+    except Exception as exc:
+        raise from_azure(exc, what) from exc
