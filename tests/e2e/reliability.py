@@ -85,13 +85,15 @@ def crash_and_resume(stack: Stack) -> dict[str, Any]:
     the host is killed with SIGKILL; then the host restarts on the same store."""
     vms = [stack.vm(name) for name in CRASH_VMS]
     urls = {}
-    for vm in vms[:2]:
-        r = stack.start_capture(vm, seconds=8)
-        assert r.status == 202, r.body
-        urls[vm] = r.body["statusQueryGetUri"]
-    for url in urls.values():
-        stack.wait_phase(url, "capturing")
+    # The lock from the first start: a foreground module holding it while these 8 s
+    # captures run would let them end before the kill.
     with stack.fault_lock:
+        for vm in vms[:2]:
+            r = stack.start_capture(vm, seconds=8)
+            assert r.status == 202, r.body
+            urls[vm] = r.body["statusQueryGetUri"]
+        for url in urls.values():
+            stack.wait_phase(url, "capturing")
         stack.arm_fault({"kind": "http", "method": "PUT", "pathContains": "packetCaptures",
                          "status": 429, "retryAfter": 3, "count": 1})
         r = stack.start_capture(vms[2], seconds=8)

@@ -122,7 +122,13 @@ def email_outage(stack: Stack) -> Observed:
     """The email service refuses every send for longer than the activity's own retries last
     (5 attempts 1 s apart); the run keeps trying on durable timers and gets its one email
     out when the service is back, with no operator action. Then the operator asks for the
-    notification again and gets exactly one more."""
+    notification again and gets exactly one more. A fault for every run's email: under
+    the lock, so no foreground module's run meets it."""
+    with stack.fault_lock:
+        return _email_outage(stack)
+
+
+def _email_outage(stack: Stack) -> Observed:
     outage = stack.email_call("POST", "/_localdev/faults",
                               {"kind": "http", "method": "POST", "pathContains": "emails:send",
                                "status": 503})
