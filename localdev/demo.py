@@ -360,7 +360,8 @@ def _teams_png(folder: Any, instance_id: str) -> str | None:
     import json
 
     found = None
-    for f in sorted(folder.glob("*-teams.json")):  # named by sequence: the newest last
+    # By time written: the sequence in the names restarts with each receiver process.
+    for f in sorted(folder.glob("*-teams.json"), key=lambda f: f.stat().st_mtime):
         rec = json.loads(f.read_text())
         if instance_id and instance_id in json.dumps(rec.get("body")) and rec.get("png"):
             found = str(rec["png"][0])
