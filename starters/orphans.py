@@ -41,23 +41,14 @@ from alertcap import settings
 from alertcap.errors import AlertcapError
 from alertcap.sdk.clients import get_clients
 from alertcap.settings import Settings, orphan_sweep_schedule
+from starters.http import _LIVE, _json, _status_name
 
 log = logging.getLogger("alertcap.orphans")
 
 bp = df.Blueprint()
 
-LIVE = {"Pending", "Running", "ContinuedAsNew", "Suspended"}
 SWEEP_SECONDS = 150  # under the 230 s an HTTP trigger may take in Azure, and the timer period
 STATUS_LOOKUPS = 10  # Durable status reads at once
-
-
-def _json(body: Any, status: int) -> func.HttpResponse:
-    return func.HttpResponse(json.dumps(body), status_code=status, mimetype="application/json")
-
-
-def _runtime(status: Any) -> str | None:
-    runtime = getattr(status, "runtime_status", None)
-    return getattr(runtime, "value", runtime) if runtime is not None else None
 
 
 def ended_in_output(output: Any, name: str) -> bool:
@@ -84,7 +75,7 @@ async def _owners(client: Any, ids: set[str]) -> dict[str, tuple[str | None, Any
                 status = await client.get_status(iid)
             except Exception as exc:  # the task hub did not answer: keep, say so
                 return iid, f"status of {iid}: {type(exc).__name__}: {str(exc)[:200]}"
-            return iid, (_runtime(status), getattr(status, "output", None))
+            return iid, (_status_name(status), getattr(status, "output", None))
 
     return dict(await asyncio.gather(*(one(i) for i in sorted(ids))))
 
@@ -112,7 +103,7 @@ async def sweep(client: Any, s: Settings) -> dict[str, Any]:
                 errors.append(found)
             continue
         runtime, output = found
-        if runtime in LIVE or ended_in_output(output, c.name):
+        if runtime in _LIVE or ended_in_output(output, c.name):
             kept += 1
             continue
         orphans.append(c)

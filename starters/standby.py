@@ -15,7 +15,6 @@ Boundary: trigger plumbing; settings that do not load are a JSON error, never a 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from typing import Any
 
@@ -29,6 +28,7 @@ from alertcap.errors import AlertcapError
 from alertcap.sdk.clients import get_clients
 from alertcap.settings import Settings
 from orchestrators.standby import KEEPER, KeeperInput
+from starters.http import _json
 
 log = logging.getLogger("alertcap.standby")
 
@@ -36,10 +36,6 @@ bp = df.Blueprint()
 
 STANDBY_SCHEDULE = "0 */5 * * * *"
 _LIVE = {"Running", "Pending", "ContinuedAsNew"}
-
-
-def _json(body: Any, status: int) -> func.HttpResponse:
-    return func.HttpResponse(json.dumps(body), status_code=status, mimetype="application/json")
 
 
 def _status_name(status: Any) -> str | None:
