@@ -51,6 +51,7 @@ STORAGE_ID = (f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{STORAGE_RG}/provid
 DEMO_NETNS = os.environ.get("LOCALDEV_NETNS") or "alertcap-vm1"
 SCALE_SET = "vmss1"
 STANDBY_VM = "standby1"
+VM2_IP = "127.0.2.2"
 STANDBY_NETNS = f"{DEMO_NETNS}-sb"
 STANDBY_TAG = "alertcap-standby"  # the app's default ALERTCAP_STANDBY_TAG
 # What the deployed custom role grants (README "Deploy to Azure"), plus the data action of
@@ -117,7 +118,9 @@ def _fresh_netns(name: str) -> Any:
 
 def _demo_vms() -> tuple[list[dict[str, Any]], dict[str, Any], list[dict[str, Any]]]:
     """vm1 lives in its own network namespace (a clean capture of just its traffic);
-    vm2 is this machine's loopback; the scale set's instances get a namespace each.
+    vm2 is on this machine's loopback with an address of its own there (127.0.2.2; the
+    storm VMs likewise), and its captures record that address only; the scale set's
+    instances get a namespace each.
     Without root, all of them use loopback."""
     vms: list[dict[str, Any]] = []
     demo: dict[str, Any] = {}
@@ -132,7 +135,10 @@ def _demo_vms() -> tuple[list[dict[str, Any]], dict[str, Any], list[dict[str, An
         say(f"no network namespace for vm1 ({exc}); vm1 captures on loopback")
         vms.append({"id": vm_id("vm1"), "location": REGION, "osType": "Linux",
                     "interface": "lo"})
-    vms.append({"id": vm_id("vm2"), "location": REGION, "osType": "Linux", "interface": "lo"})
+    # A VM on loopback gets an address of its own there: the local ARM captures only it.
+    vms.append({"id": vm_id("vm2"), "location": REGION, "osType": "Linux", "interface": "lo",
+                "ipAddress": VM2_IP})
+    demo["vm2_ip"] = VM2_IP
     # standby1 keeps a standby ring (issue #14): its own namespace, because a ring on
     # loopback would record its own uploads to Azurite and rotate without end.
     try:
@@ -148,7 +154,7 @@ def _demo_vms() -> tuple[list[dict[str, Any]], dict[str, Any], list[dict[str, An
     # Extra loopback VMs for storm tests and benchmarks (LOCALDEV_EXTRA_VMS=50).
     for i in range(int(os.environ.get("LOCALDEV_EXTRA_VMS") or 0)):
         vms.append({"id": vm_id(f"storm{i:03d}"), "location": REGION, "osType": "Linux",
-                    "interface": "lo"})
+                    "interface": "lo", "ipAddress": f"127.0.3.{i % 250 + 1}"})
     instances: list[dict[str, Any]] = []
     for i, name in enumerate(names[1:]):
         try:
@@ -353,14 +359,14 @@ def healthy(endpoints: dict[str, Any]) -> bool:
 
 def down(quiet: bool = False) -> None:
     sup = supervisor()
-    pids = sup.pids()
-    # Host first (it stops calling the others), Azurite last (ARM uploads to it on stop).
-    order = [n for n in ("host", "receivers", "email", "arm", "azurite", "traffic")
-             if n in pids]
-    for name in order:
-        sup.stop(name)
-        if not quiet:
-            say(f"stopped {name}")
+    # Host first (it stops calling the others), Azurite last (ARM uploads to it on stop);
+    # the servers between do not call each other, so they stop side by side.
+    order = []
+    for wave in (("host",), ("receivers", "email", "arm", "traffic"), ("azurite",)):
+        stopped = sup.stop(*wave)
+        order += stopped
+        if not quiet and stopped:
+            say(f"stopped {', '.join(stopped)}")
     sup.forget_all()
     with suppress(FileNotFoundError):
         ENDPOINTS.unlink()

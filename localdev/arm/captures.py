@@ -149,8 +149,15 @@ class Capture:
             # tcpdump's own -C rotates in whole megabytes (4.99.3 refuses "20k"): it
             # writes the stream to stdout and _split cuts files at fileSizeInBytes.
             cmd[cmd.index("-w") + 1] = "-"
-        if self.bpf:
-            cmd.append(self.bpf)
+        bpf = self.bpf
+        if self.vm.interface == "lo" and self.vm.ip_address != "127.0.0.1":
+            # A VM's NIC carries its own address's traffic only. A stand-in VM on loopback
+            # has an address of its own in 127/8, and only that is captured: loopback
+            # also carries the stack's own traffic (blob uploads of other captures among
+            # it), which would otherwise feed every capture into the next one.
+            bpf = f"host {self.vm.ip_address}" + (f" and ({bpf})" if bpf else "")
+        if bpf:
+            cmd.append(bpf)
         if self.vm.netns:
             cmd = ["ip", "netns", "exec", self.vm.netns, *cmd]
         return cmd

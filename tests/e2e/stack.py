@@ -86,11 +86,12 @@ class Stack(StackClient):
 
     @contextmanager
     def traffic(self, vm_name: str, seconds: float = 6, rate: int = 50):
-        """A TCP sink and a client flooding it: from vm1's namespace, or on loopback for
-        vm2. Yields the sink's port."""
+        """A TCP sink and a client flooding it: from vm1's namespace, or on loopback to
+        vm2's own address there (the only loopback traffic its captures record). Yields
+        the sink's port."""
         if vm_name == "vm1":
             host, netns = self.demo["host_ip"], self.netns
         else:
-            host, netns = "127.0.0.1", None
+            host, netns = self.demo["vm2_ip"], None
         with flood(host, netns, seconds, rate) as port:
             yield port

@@ -22,6 +22,9 @@ RG = "demo-rg"
 VM1 = f"/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.Compute/virtualMachines/vm1"
 VM2 = f"/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.Compute/virtualMachines/vm2"
 VM3 = f"/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.Compute/virtualMachines/vm3"
+# On loopback with an address of its own there, as localdev/stack.py makes vm2
+VM4 = f"/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.Compute/virtualMachines/vm4"
+VM4_IP = "127.0.2.9"
 STORAGE = (
     f"/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.Storage/storageAccounts/capstore"
 )
@@ -130,6 +133,8 @@ def arm(state_root: Path, blob_store, netns_vm):
                 "ipAddress": netns_vm.vm_ip,
             },
             {"id": VM3, "location": "eastus", "osType": "Windows", "agentInstalled": False},
+            {"id": VM4, "location": "eastus", "osType": "Linux", "interface": "lo",
+             "ipAddress": VM4_IP},
         ],
     }
     cfg = state / "config.json"

@@ -17,7 +17,7 @@ from azure.mgmt.network.models import (
 )
 from azure.storage.blob import BlobClient
 
-from .conftest import STORAGE, VM1, VM2, WATCHER, WATCHER_RG
+from .conftest import STORAGE, VM1, VM2, VM4, VM4_IP, WATCHER, WATCHER_RG
 from .pcaputil import EchoServer, read_pcap, talk, talk_from_netns
 
 FAST = {"polling_interval": 0.1}
@@ -148,6 +148,29 @@ def test_filter_keeps_only_matching_port_and_snaplen(network, blob_store):
     finally:
         keep.close()
         drop.close()
+
+
+def test_a_loopback_vm_records_its_own_address_only(network, blob_store):
+    """Loopback also carries the stack's own traffic (blob uploads of other captures among
+    it): a VM there records only the traffic of its own address, as a NIC would."""
+    own, other = EchoServer(VM4_IP), EchoServer()
+    try:
+        name = _name()
+        cap = network.packet_captures.begin_create(
+            WATCHER_RG, WATCHER, name,
+            _params(VM4, filters=[PacketCaptureFilter(protocol="TCP")]), **FAST,
+        ).result(10)
+        talk(own.host, own.port, n=2)
+        talk(other.host, other.port, n=2)
+        network.packet_captures.begin_stop(WATCHER_RG, WATCHER, name, **FAST).result(10)
+        _, _, packets = _blob_packets(blob_store, cap.storage_location.storage_path)
+        assert packets, "the VM's own traffic must be there"
+        assert all(VM4_IP in (p.src, p.dst) for p in packets)
+        assert {own.port} == {p.sport for p in packets} & {own.port, other.port}
+        network.packet_captures.begin_delete(WATCHER_RG, WATCHER, name, **FAST).result(10)
+    finally:
+        own.close()
+        other.close()
 
 
 def test_capture_on_netns_vm_and_vm_local_file(network, blob_store, netns_vm, arm):
