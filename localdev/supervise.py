@@ -75,12 +75,12 @@ class Supervisor:
         self.pids_file.write_text(json.dumps(pids))
         return proc, log
 
-    def stop(self, name: str, timeout: float = 10) -> bool:
-        pid = self.pids().get(name)
-        if pid is None:
-            return False
-        stop(pid, timeout)
-        return True
+    def stop(self, *names: str, timeout: float = 10) -> list[str]:
+        """Stop these processes side by side; the names that were running."""
+        pids = self.pids()
+        found = [n for n in names if n in pids]
+        stop(*(pids[n] for n in found), timeout=timeout)
+        return found
 
 
 def wait_file(path: Path, proc: subprocess.Popen[bytes], what: str, log: Path,
@@ -126,15 +126,22 @@ def wait_gone(pid: int, timeout: float = 10) -> bool:
     return False
 
 
-def stop(pid: int, timeout: float = 10) -> None:
-    """SIGTERM the process group, SIGKILL it if it outlives TIMEOUT."""
-    try:
-        os.killpg(pid, signal.SIGTERM)
-    except (ProcessLookupError, PermissionError):
-        return
-    if not wait_gone(pid, timeout):
-        with suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGKILL)
+def stop(*pids: int, timeout: float = 10) -> None:
+    """SIGTERM the process groups, SIGKILL any that outlives TIMEOUT.
+
+    All get the signal first and then are waited for together: each server takes a
+    moment to close its connections, and those moments overlap.
+    """
+    signalled = []
+    for pid in pids:
+        with suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGTERM)
+            signalled.append(pid)
+    deadline = time.monotonic() + timeout
+    for pid in signalled:
+        if not wait_gone(pid, max(deadline - time.monotonic(), 0.1)):
+            with suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
 
 
 def kill(pid: int) -> None:
