@@ -10,8 +10,10 @@ STAMP := $(VENV)/.installed
 demo: setup
 	$(BIN)/python -m localdev demo
 
+# Two xdist workers: the end-to-end tests (one shared local stack, mostly waiting on
+# timers) on one, every other module on the other (tests/conftest.py makes the units).
 test: setup lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadscope --no-loadscope-reorder
 
 up: setup
 	$(BIN)/python -m localdev up
