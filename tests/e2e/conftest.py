@@ -1,6 +1,7 @@
-"""One local stack per test session: `python -m localdev up --port 0` in a temporary state
-folder with its own VM network namespace; `python -m localdev down` at the end, which must
-leave no process (tcpdump included) and no namespace behind.
+"""One local stack per test session (per xdist worker under `make test`: see
+tests/conftest.py): `python -m localdev up --port 0` in a temporary state folder with its
+own VM network namespace; `python -m localdev down` at the end, which must leave no process
+(tcpdump included) and no namespace behind.
 """
 
 from __future__ import annotations
