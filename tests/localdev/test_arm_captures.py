@@ -122,55 +122,46 @@ def test_total_bytes_per_session_ends_session(network, echo):
     network.packet_captures.begin_delete(WATCHER_RG, WATCHER, name, **FAST).result(10)
 
 
-def test_filter_keeps_only_matching_port_and_snaplen(network, blob_store):
-    keep, drop = EchoServer(), EchoServer()
+def _two_servers_captured(network, blob_store, params: PacketCapture, keep: EchoServer,
+                          drop: EchoServer) -> tuple[int, list]:
+    """Capture with PARAMS while both servers get traffic: (snaplen, packets)."""
     try:
         name = _name()
         cap = network.packet_captures.begin_create(
-            WATCHER_RG,
-            WATCHER,
-            name,
-            _params(
-                bytes_to_capture_per_packet=80,
-                filters=[PacketCaptureFilter(protocol="TCP", local_port=f"{keep.port};1-2")],
-            ),
-            **FAST,
-        ).result(10)
+            WATCHER_RG, WATCHER, name, params, **FAST).result(10)
         talk(keep.host, keep.port, n=2)
         talk(drop.host, drop.port, n=2)
         network.packet_captures.begin_stop(WATCHER_RG, WATCHER, name, **FAST).result(10)
         _, snaplen, packets = _blob_packets(blob_store, cap.storage_location.storage_path)
-        assert packets, "the kept port's traffic must be there"
-        assert all(keep.port in (p.sport, p.dport) for p in packets)
-        assert snaplen == 80 and max(p.caplen for p in packets) <= 80
-        assert any(p.length > 80 for p in packets)  # the data packets were truncated
         network.packet_captures.begin_delete(WATCHER_RG, WATCHER, name, **FAST).result(10)
+        return snaplen, packets
     finally:
         keep.close()
         drop.close()
+
+
+def test_filter_keeps_only_matching_port_and_snaplen(network, blob_store):
+    keep, drop = EchoServer(), EchoServer()
+    snaplen, packets = _two_servers_captured(network, blob_store, _params(
+        bytes_to_capture_per_packet=80,
+        filters=[PacketCaptureFilter(protocol="TCP", local_port=f"{keep.port};1-2")],
+    ), keep, drop)
+    assert packets, "the kept port's traffic must be there"
+    assert all(keep.port in (p.sport, p.dport) for p in packets)
+    assert snaplen == 80 and max(p.caplen for p in packets) <= 80
+    assert any(p.length > 80 for p in packets)  # the data packets were truncated
 
 
 def test_a_loopback_vm_records_its_own_address_only(network, blob_store):
     """Loopback also carries the stack's own traffic (blob uploads of other captures among
     it): a VM there records only the traffic of its own address, as a NIC would."""
     own, other = EchoServer(VM4_IP), EchoServer()
-    try:
-        name = _name()
-        cap = network.packet_captures.begin_create(
-            WATCHER_RG, WATCHER, name,
-            _params(VM4, filters=[PacketCaptureFilter(protocol="TCP")]), **FAST,
-        ).result(10)
-        talk(own.host, own.port, n=2)
-        talk(other.host, other.port, n=2)
-        network.packet_captures.begin_stop(WATCHER_RG, WATCHER, name, **FAST).result(10)
-        _, _, packets = _blob_packets(blob_store, cap.storage_location.storage_path)
-        assert packets, "the VM's own traffic must be there"
-        assert all(VM4_IP in (p.src, p.dst) for p in packets)
-        assert {own.port} == {p.sport for p in packets} & {own.port, other.port}
-        network.packet_captures.begin_delete(WATCHER_RG, WATCHER, name, **FAST).result(10)
-    finally:
-        own.close()
-        other.close()
+    _, packets = _two_servers_captured(
+        network, blob_store, _params(VM4, filters=[PacketCaptureFilter(protocol="TCP")]),
+        own, other)
+    assert packets, "the VM's own traffic must be there"
+    assert all(VM4_IP in (p.src, p.dst) for p in packets)
+    assert {own.port} == {p.sport for p in packets} & {own.port, other.port}
 
 
 def test_capture_on_netns_vm_and_vm_local_file(network, blob_store, netns_vm, arm):
