@@ -5,7 +5,7 @@ VENV  := .venv
 BIN   := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test up down status lint bench setup tcpdump tshark chromium clean package
+.PHONY: demo test up down status lint bench setup tcpdump tshark chromium native clean package
 
 demo: setup
 	$(BIN)/python -m localdev demo
@@ -46,7 +46,7 @@ bench: setup tshark
 	$(BIN)/python bench/preflight_bench.py
 	$(BIN)/python bench/fanout_bench.py
 
-setup: $(STAMP) node_modules/.package-lock.json tcpdump chromium
+setup: $(STAMP) node_modules/.package-lock.json tcpdump chromium native
 
 test: tshark
 
@@ -85,5 +85,24 @@ chromium:
 	  else echo "chromium is missing and this is not root: install it with 'sudo apt-get install chromium'"; exit 1; fi; \
 	fi
 
+# The pcap summary's C accelerator (alertcap/pcap/_fastscan.c), built beside its source
+# for this venv's Python (the file name carries the interpreter's version and platform,
+# so another interpreter never loads it; without it the pure-Python scan gives the same
+# counts, slower). It uses the CPython API and no libc function newer than glibc 2.2.5.
+native: $(STAMP)
+	@if ! command -v gcc >/dev/null 2>&1 || [ ! -f "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["include"])')/Python.h" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "==> apt-get install gcc python3-dev (the pcap summary's C accelerator)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc python3-dev >/dev/null; \
+	  else echo "gcc or Python.h is missing and this is not root: 'sudo apt-get install gcc python3-dev'"; exit 1; fi; \
+	fi
+	@inc=$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["include"])'); \
+	ext=$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))'); \
+	out=alertcap/pcap/_fastscan$$ext; \
+	if [ ! -f $$out ] || [ alertcap/pcap/_fastscan.c -nt $$out ]; then \
+	  echo "==> gcc alertcap/pcap/_fastscan.c (the pcap summary's C accelerator)"; \
+	  gcc -O2 -shared -fPIC -Wall -Wextra -Werror -I$$inc -o $$out alertcap/pcap/_fastscan.c; \
+	fi
+
 clean:
-	rm -rf $(VENV) node_modules .localdev .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) node_modules .localdev .pytest_cache .mypy_cache .ruff_cache alertcap/pcap/_fastscan.*.so

@@ -271,7 +271,11 @@ def main() -> int:
     ours = [sys.executable, "-m", "alertcap.pcap", "--json", "--alert-time", "1760000060"]
     env_path = str(ROOT)
     os.environ["PYTHONPATH"] = env_path + os.pathsep + os.environ.get("PYTHONPATH", "")
+    probe = "from alertcap.pcap import decode; print(decode._fastscan is not None)"
+    accelerated = subprocess.run([sys.executable, "-c", probe], capture_output=True,
+                                 text=True, check=True).stdout.strip() == "True"
     result: dict[str, object] = {
+        "accelerator": accelerated,
         "machine": {
             "python": platform.python_version(),
             "platform": platform.platform(),
@@ -293,14 +297,21 @@ def main() -> int:
             result["tshark_short"] = "tshark " + version.stdout.split()[2]
             tshark_argv = [tshark, "-q", "-z", "conv,tcp", "-r", str(small)]
             # Alternate the two so that a busy neighbour slows both alike.
-            pairs = [(measure(ours_argv), measure(tshark_argv)) for _ in range(args.runs)]
-            result["ours"] = summarise_samples("ours", ours_argv, [o for o, _ in pairs],
+            pure_argv = [*ours, "--pure-python", str(small)]
+            # Alternate the three so that a busy neighbour slows all alike.
+            runs = [(measure(ours_argv), measure(tshark_argv), measure(pure_argv))
+                    for _ in range(args.runs)]
+            result["ours"] = summarise_samples("ours", ours_argv, [o for o, _, _ in runs],
                                                args.packets)  # fmt: skip
-            result["tshark"] = summarise_samples("tshark", tshark_argv, [t for _, t in pairs],
-                                                 args.packets)  # fmt: skip
-            ratios = [t["wall"] / o["wall"] for o, t in pairs]
+            result["tshark"] = summarise_samples("tshark", tshark_argv,
+                                                 [t for _, t, _ in runs], args.packets)
+            result["ours_pure"] = summarise_samples("ours pure", pure_argv,
+                                                    [p for _, _, p in runs], args.packets)
+            ratios = [t["wall"] / o["wall"] for o, t, _ in runs]
             result["speedup_vs_tshark"] = round(statistics.median(ratios), 2)
             result["speedup_runs"] = [round(r, 2) for r in ratios]
+            pure = [t["wall"] / p["wall"] for _, t, p in runs]
+            result["speedup_pure_vs_tshark"] = round(statistics.median(pure), 2)
         else:
             result["ours"] = bench("ours", ours_argv, args.runs, args.packets)
         editcap = shutil.which("editcap")
@@ -433,6 +444,12 @@ def markdown(r: dict) -> str:  # type: ignore[type-arg]
         f"{r['ours']['median_cpu_s']:.2f} | {r['ours']['packets_per_s']:,} | "
         f"{r['ours']['peak_rss_mb']:.0f} MB |",
     ]
+    if "ours_pure" in r:
+        pu = r["ours_pure"]
+        lines.append(
+            f"| alertcap.pcap without its C accelerator (`--pure-python`) | "
+            f"{pu['median_s']:.2f} | {pu['median_cpu_s']:.2f} | {pu['packets_per_s']:,} | "
+            f"{pu['peak_rss_mb']:.0f} MB |")
     if "tshark" in r:
         lines.append(
             f"| {r.get('tshark_short', 'tshark')} (`-q -z conv,tcp -r FILE`) | "
@@ -443,7 +460,12 @@ def markdown(r: dict) -> str:  # type: ignore[type-arg]
         lines += ["", f"Speed-up vs tshark (runs alternate ours/tshark on the same file; "
                   f"median of the per-pair ratios {r['speedup_runs']}): "
                   f"**{r['speedup_vs_tshark']}x** (ratio of the medians: "
-                  f"{r['tshark']['median_s'] / r['ours']['median_s']:.2f}x)."]  # fmt: skip
+                  f"{r['tshark']['median_s'] / r['ours']['median_s']:.2f}x)"
+                  + ("" if r.get("accelerator", True) else
+                     " -- the C accelerator was NOT built for this run") + "."]  # fmt: skip
+        if "speedup_pure_vs_tshark" in r:
+            lines += ["", f"Without the C accelerator (alertcap/pcap/_fastscan.c, built by "
+                      f"`make`): **{r['speedup_pure_vs_tshark']}x**."]
     if "ours_pcapng" in r:
         ng = r["ours_pcapng"]
         lines += ["", f"The same packets as pcapng (converted by editcap): ours "

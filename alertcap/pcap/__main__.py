@@ -32,6 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print the JSON summary")
     parser.add_argument("--alert-time", help="alert firing time (ISO 8601 or UNIX seconds):"
                         " splits the capture into before/after")  # fmt: skip
+    parser.add_argument("--pure-python", action="store_true",
+                        help="leave the C accelerator out (the same summary, slower)")
     parser.add_argument("--png", help="write the timeline picture to this file")
     parser.add_argument("--slices", help="write evidence slices (pcap) into this directory")
     args = parser.parse_args(argv)
@@ -47,10 +49,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         if args.file == "-":
-            summary = summarise(sys.stdin.buffer, top=args.top, alert_time=alert_time)
+            summary = summarise(sys.stdin.buffer, top=args.top, alert_time=alert_time,
+                                native=not args.pure_python)
         else:
             with open(args.file, "rb") as f:
-                summary = summarise(f, top=args.top, alert_time=alert_time)
+                summary = summarise(f, top=args.top, alert_time=alert_time,
+                                    native=not args.pure_python)
     except NotACaptureError as exc:
         print(f"{args.file}: {exc}", file=sys.stderr)
         return 2

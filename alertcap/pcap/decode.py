@@ -49,6 +49,11 @@ import struct
 from alertcap.pcap.reader import Chunk
 from alertcap.pcap.tables import INSPECT, NEXT, Tables, reverse_key, track_seq
 
+try:  # the optional C accelerator of scan()'s common case (_fastscan.c)
+    from alertcap.pcap import _fastscan
+except ImportError:  # not built here: scan() alone gives the same counts
+    _fastscan = None  # type: ignore[assignment]
+
 __all__ = ["NON_IP_NAMES", "decode", "inspect", "reverse_key", "scan", "split_key", "transport"]
 
 _IP4 = struct.Struct(">BxH2xHxB")  # version/IHL, total length, flags/fragment, protocol
@@ -151,8 +156,13 @@ def _reframe(
     return None
 
 
-def scan(chunk: Chunk, tb: Tables) -> None:
-    """Count every complete record of ``chunk`` into ``tb``; set ``chunk.used``."""
+def scan(chunk: Chunk, tb: Tables, native: bool = True) -> None:
+    """Count every complete record of ``chunk`` into ``tb``; set ``chunk.used``.
+
+    ``native``: let the C accelerator (when built) count the packets of the fast path
+    (Ethernet and its tags, IPv4/IPv6 TCP/UDP of a known flow, in order); it stops at any
+    other packet, which this loop counts, and is called again after it.
+    """
     buf = chunk.data
     n = chunk.size
     rec = chunk.record.unpack_from
@@ -179,7 +189,18 @@ def scan(chunk: Chunk, tb: Tables) -> None:
     off = 0
     last = -1
     last_header = n - 16
+    fast_c = _fastscan.run if native and _fastscan is not None and lt == 1 else None
+    little = chunk.record.format[0] == "<"
     while off <= last_header:
+        if fast_c is not None:
+            off, pk, by, done = fast_c(buf, off, n, little, max_caplen, fast_min, be_sec,
+                                       be_frac, tcp, udp, cur)  # fmt: skip
+            if pk:
+                tpk += pk
+                tby += by
+                last = done
+            if off > last_header:
+                break
         ts_sec, ts_frac, caplen, wirelen = rec(buf, off)
         p = off + 16
         end = p + caplen

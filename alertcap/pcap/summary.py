@@ -72,6 +72,8 @@ def summarise(
     alert: AlertSignal | None = None,
     alert_time: float | str | None = None,
     tables: Tables | None = None,
+    native: bool = True,
+    chunk_size: int | None = None,
 ) -> Summary:
     """Summarise a pcap/pcapng capture read from ``stream`` (anything with ``.read``).
 
@@ -81,9 +83,12 @@ def summarise(
     splits the capture into before/after when it falls inside it.
     Raises :class:`~alertcap.pcap.reader.NotACaptureError` if the stream is not
     a capture; damage later in the file gives a partial summary with warnings.
-    ``tables`` lets tests use small limits.
+    ``tables`` lets tests use small limits; ``native=False`` leaves the C
+    accelerator out (the same counts, slower) and ``chunk_size`` sets the read size,
+    for the tests that compare the two.
     """
-    reader = CaptureReader(stream)
+    reader = CaptureReader(stream) if chunk_size is None else CaptureReader(
+        stream, chunk_size=chunk_size)
     tb = tables if tables is not None else Tables()
     if tb.names is None:
         tb.names = Names()
@@ -94,7 +99,7 @@ def summarise(
     gc.disable()
     try:
         for chunk in reader.chunks():
-            scan(chunk, tb)
+            scan(chunk, tb, native)
     finally:
         if collecting:
             gc.enable()
