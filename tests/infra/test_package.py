@@ -38,11 +38,14 @@ def test_package_is_complete_the_app_imports_from_it_alone(tmp_path: Path) -> No
     # a module the app needs but the package lacks fails here.
     # -I: no PYTHONPATH, no current directory; only the installed packages and the package
     code = ("import sys; sys.path.insert(0, '.'); import function_app; "
+            "from alertcap.pcap import decode; print(decode._fastscan is not None); "
             "print(len(function_app.app.get_functions()))")
     run = subprocess.run([sys.executable, "-I", "-c", code], cwd=site, capture_output=True,
                          text=True, timeout=120)
     assert run.returncode == 0, run.stderr[-2000:]
     assert int(run.stdout.strip().splitlines()[-1]) > 0
+    # the pcap summary's C accelerator travels with it (built for this interpreter by make)
+    assert run.stdout.strip().splitlines()[-2] == "True"
 
 
 def test_package_is_reproducible(tmp_path: Path) -> None:
