@@ -28,7 +28,7 @@ from alertcap.errors import AlertcapError
 from alertcap.sdk.clients import get_clients
 from alertcap.settings import Settings
 from orchestrators.standby import KEEPER, KeeperInput
-from starters.http import _json
+from starters.http import _json, _status_name
 
 log = logging.getLogger("alertcap.standby")
 
@@ -36,11 +36,6 @@ bp = df.Blueprint()
 
 STANDBY_SCHEDULE = "0 */5 * * * *"
 _LIVE = {"Running", "Pending", "ContinuedAsNew"}
-
-
-def _status_name(status: Any) -> str | None:
-    runtime = getattr(status, "runtime_status", None)
-    return getattr(runtime, "value", runtime) if runtime is not None else None
 
 
 async def sweep(client: Any, s: Settings) -> dict[str, Any]:

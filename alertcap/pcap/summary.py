@@ -24,7 +24,7 @@ from alertcap.pcap import analysis
 from alertcap.pcap.decode import NON_IP_NAMES, reverse_key, scan
 from alertcap.pcap.findings import AlertSignal, findings, parse_time, verdict
 from alertcap.pcap.names import Names
-from alertcap.pcap.reader import CaptureReader, Readable
+from alertcap.pcap.reader import CHUNK_SIZE, CaptureReader, Readable
 from alertcap.pcap.tables import BIN0, BYTES, RETX, State, Tables, packets
 
 __all__ = ["SCHEMA", "Summary", "summarise", "summarise_path"]
@@ -87,8 +87,7 @@ def summarise(
     accelerator out (the same counts, slower) and ``chunk_size`` sets the read size,
     for the tests that compare the two.
     """
-    reader = CaptureReader(stream) if chunk_size is None else CaptureReader(
-        stream, chunk_size=chunk_size)
+    reader = CaptureReader(stream, chunk_size=chunk_size or CHUNK_SIZE)
     tb = tables if tables is not None else Tables()
     if tb.names is None:
         tb.names = Names()
